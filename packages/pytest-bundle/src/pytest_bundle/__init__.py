@@ -1,0 +1,11 @@
+"""The pytest plugin composing settings-override, fake-sleep and server-launcher.
+
+Importing this package must stay cheap: pytest loads it in every session through the
+``pytest11`` entry point, so it imports only the standard library and pytest.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,7 @@
+"""Typed, context-local settings overrides that a subprocess can inherit."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
