@@ -1,3 +1,220 @@
-"""pytest hooks and fixtures only; all heavy imports happen inside the fixtures."""
+"""pytest hooks and fixtures only; all heavy imports happen inside the fixtures.
+
+pytest loads this module in every session through the ``pytest11`` entry point, so at import
+time it may touch only pytest and the standard library: httpx, uvicorn, anyio, pendulum and the
+sibling packages are imported when a test asks for a fixture that needs them.
+"""
 
 from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ._config import BundleConfig, add_options, check_app_importable, child_python_path, read_config
+from ._hosted import (
+    ServerState,
+    build_child_env,
+    default_child_env,
+    default_settings_override,
+    run_server,
+)
+from ._virtual import VirtualClockRequest, wrap_in_virtual_time
+
+if TYPE_CHECKING:
+    from fake_sleep import SleepRecorder, VirtualClock
+
+# sys.path as it was before pytest added rootdir, conftest folders and `pythonpath` entries:
+# whatever is added after this point is what the server child needs on its PYTHONPATH.
+_BASELINE_SYS_PATH = tuple(sys.path)
+
+_CONFIG = pytest.StashKey[BundleConfig]()
+_SERVER = pytest.StashKey[ServerState]()
+_VIRTUAL = pytest.StashKey[VirtualClockRequest]()
+_OUTPUT_LINES_IN_REPORT = 100
+
+
+def _config(config: pytest.Config) -> BundleConfig:
+    return config.stash[_CONFIG]
+
+
+def _state(config: pytest.Config) -> ServerState:
+    return config.stash[_SERVER]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_CONFIG] = read_config(config)
+    config.stash[_SERVER] = ServerState()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    bundle = _config(session.config)
+    check_app_importable(bundle, child_python_path(session.config, _BASELINE_SYS_PATH))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    bundle = _config(config)
+    return [
+        f"pytest-bundle: hosted_api_app={bundle.app} (prefix {bundle.prefix or '/'}), "
+        f"url setting={bundle.url_setting}"
+        + (", shared server under xdist" if bundle.shared else "")
+    ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the server's output to the report of a failing test that used the server."""
+    report = yield
+    if report.failed and "hosted_api_server" in getattr(item, "fixturenames", ()):
+        state = _state(item.config)
+        if state.output is not None:
+            try:
+                lines = state.output().splitlines()[-_OUTPUT_LINES_IN_REPORT:]
+            except Exception as error:  # the report must not fail because the log is gone
+                lines = [f"(output unavailable: {error})"]
+            report.sections.append(
+                (f"hosted API server output (last {len(lines)} lines)", "\n".join(lines))
+            )
+    return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Fail clearly when a shared server's owner died; run virtual_clock tests in virtual time."""
+    if "hosted_api_server" in getattr(item, "fixturenames", ()):
+        state = _state(item.config)
+        if state.owner_alive is not None and not state.owner_alive():
+            pytest.fail(
+                f"hosted_api_server: the shared server is gone: {state.owner_description}, which "
+                "started it, has died (the server stops with the process that started it).",
+                pytrace=False,
+            )
+    request = item.stash.get(_VIRTUAL, None)
+    if request is None or not isinstance(item, pytest.Function):
+        return (yield)
+    original = item.obj
+    item.obj = wrap_in_virtual_time(original, request)
+    try:
+        return (yield)
+    finally:
+        item.obj = original
+
+
+# --- configuration fixtures (override them in a conftest) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hosted_api_env() -> Mapping[str, str | None]:
+    """The environment merged over ``os.environ`` for the hosted server (None removes a key).
+
+    Default: every registered settings-override setting as the tests currently see it, so the
+    server uses the same settings (and database) as the tests.
+    """
+    return default_child_env()
+
+
+@pytest.fixture(scope="session")
+def hosted_api_settings_override() -> Callable[[Mapping[str, str]], AbstractContextManager[Any]]:
+    """A callable taking ``{setting name: string value}`` and returning a context manager.
+
+    Default: ``settings_override.temporary_settings(..., mirror_environ=True)`` for registered
+    settings, and a process-environment override for names no registry knows.
+    """
+    return default_settings_override()
+
+
+# --- the documented fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hosted_api_server(
+    request: pytest.FixtureRequest,
+    hosted_api_env: Mapping[str, str | None],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """Run the configured ASGI app in a uvicorn subprocess; yield its API URL.
+
+    The URL is ``http://127.0.0.1:<port><prefix>``. The server starts once per session (per
+    xdist worker, or once for all workers with ``--hosted-api-shared``) and stops at its end.
+    """
+    bundle = _config(request.config)
+    state = _state(request.config)
+    env = build_child_env(
+        bundle, hosted_api_env, child_python_path(request.config, _BASELINE_SYS_PATH)
+    )
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if bundle.shared and worker:
+        from ._sharing import shared_server
+
+        shared_dir = tmp_path_factory.getbasetemp().parent
+        with shared_server(bundle, env, state, shared_dir, worker) as url:
+            yield url
+    else:
+        with run_server(bundle, env, state) as url:
+            yield url
+
+
+@pytest.fixture
+def use_hosted_api_server(
+    request: pytest.FixtureRequest,
+    hosted_api_server: str,
+    hosted_api_settings_override: Callable[[Mapping[str, str]], AbstractContextManager[Any]],
+) -> Iterator[str]:
+    """Point the configured URL setting (and the extra settings) at the hosted server for one test."""
+    bundle = _config(request.config)
+    updates = {bundle.url_setting: hosted_api_server, **bundle.extra_settings}
+    with hosted_api_settings_override(updates):
+        yield hosted_api_server
+
+
+@pytest.fixture(autouse=True)
+def _hosted_api_autouse(request: pytest.FixtureRequest) -> None:
+    """With ``hosted_api_autouse = true`` every test runs under use_hosted_api_server."""
+    if _config(request.config).autouse:
+        request.getfixturevalue("use_hosted_api_server")
+
+
+@pytest.fixture
+def mock_anyio_sleep(request: pytest.FixtureRequest) -> Iterator[SleepRecorder]:
+    """Fake ``anyio.sleep`` (and the configured targets); shift ``pendulum.now`` by the sleeps.
+
+    Yields a recorder with the ``unittest.mock.AsyncMock`` assertion API plus
+    ``assert_sleeps_for(seconds, extra_tolerance=0)``.
+    """
+    from fake_sleep import patch_sleep
+
+    bundle = _config(request.config)
+    with patch_sleep(targets=bundle.sleep_targets, clocks=bundle.sleep_clocks) as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
+    """Run this async test function in virtual time; the value is its ``VirtualClock``.
+
+    The test's other fixtures set up and tear down in real time; the test body (and background
+    tasks running while it runs) sees every sleep and timeout complete at once, in deadline order.
+    """
+    function = getattr(request.node, "obj", None)
+    if function is None or not inspect.iscoroutinefunction(function):
+        pytest.fail(
+            "virtual_clock works only in async test functions (anyio or pytest-asyncio); "
+            f"{request.node.nodeid} is not one.",
+            pytrace=False,
+        )
+    virtual = VirtualClockRequest(end=_config(request.config).virtual_clock_end)
+    request.node.stash[_VIRTUAL] = virtual
+    return virtual.clock

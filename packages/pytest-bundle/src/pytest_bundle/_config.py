@@ -1,0 +1,299 @@
+"""The plugin's ini options and their command-line twins, read into one typed config.
+
+Every option is an ini key (``hosted_api_app = ...``) and a command-line option
+(``--hosted-api-app=...``); the command line wins. Booleans take ``--hosted-api-X`` /
+``--no-hosted-api-X`` so that an optional value can never swallow a test path. Values are
+validated once, at start-up, and a bad one is a ``pytest.UsageError`` naming the option.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEMO_APP = "server_launcher.demo:create_app"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str
+    help: str
+    default: str
+    kind: str = "string"  # "string", "bool", "linelist", "float", "optional-float"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def negative_flag(self) -> str:
+        return "--no-" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[_Option, ...] = (
+    _Option("hosted_api_app", "ASGI app (or app factory) import string for the hosted server; "
+            "default: the embedded demo app.", DEMO_APP),
+    _Option("hosted_api_factory", "Whether hosted_api_app names a factory to call (default true).",
+            "true", "bool"),
+    _Option("hosted_api_prefix", "Path prefix of the API under the server root (default /api).", "/api"),
+    _Option("hosted_api_health_path", "Health endpoint under the prefix that must answer 200 "
+            "(default /health).", "/health"),
+    _Option("hosted_api_startup_timeout", "Seconds to wait for the server to get healthy (20).",
+            "20", "float"),
+    _Option("hosted_api_shutdown_timeout", "Seconds to wait after SIGTERM before SIGKILL (10).",
+            "10", "float"),
+    _Option("hosted_api_url_setting", "Setting (environment name) that use_hosted_api_server "
+            "points at the server (default API_URL).", "API_URL"),
+    _Option("hosted_api_extra_settings", "Extra NAME=value settings use_hosted_api_server applies "
+            "(one per line in the ini file; comma-separated on the command line).", "", "linelist"),
+    _Option("hosted_api_autouse", "Every test uses use_hosted_api_server (default false).",
+            "false", "bool"),
+    _Option("hosted_api_shared", "Under pytest-xdist all workers share one server (default false).",
+            "false", "bool"),
+    _Option("mock_anyio_sleep_targets", "Dotted paths of the sleep functions mock_anyio_sleep fakes "
+            "(default anyio.sleep).", "anyio.sleep", "linelist"),
+    _Option("mock_anyio_sleep_clocks", "Dotted paths of the clocks mock_anyio_sleep shifts "
+            "(default pendulum.now).", "pendulum.now", "linelist"),
+    _Option("virtual_clock_end", "Virtual seconds after which a virtual_clock test fails as a "
+            "livelock (default: none).", "", "optional-float"),
+)
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """The validated configuration of one pytest session."""
+
+    app: str
+    factory: bool
+    prefix: str
+    health_path: str
+    startup_timeout: float
+    shutdown_timeout: float
+    url_setting: str
+    extra_settings: dict[str, str]
+    autouse: bool
+    shared: bool
+    sleep_targets: tuple[str, ...]
+    sleep_clocks: tuple[str, ...]
+    virtual_clock_end: float | None
+
+    @property
+    def uses_demo_app(self) -> bool:
+        return self.app == DEMO_APP
+
+    @property
+    def full_health_path(self) -> str:
+        return self.prefix + self.health_path
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option as an ini key and a command-line option."""
+    group = parser.getgroup("pytest-bundle", "hosted API server, fake sleep and virtual clock")
+    for option in OPTIONS:
+        ini_type = "linelist" if option.kind == "linelist" else "string"
+        parser.addini(option.name, option.help, type=ini_type, default=None)
+        dest = option.name
+        if option.kind == "bool":
+            group.addoption(option.flag, action="store_true", dest=dest, default=None,
+                            help=option.help)
+            group.addoption(option.negative_flag, action="store_false", dest=dest, default=None,
+                            help=f"Turn off {option.flag}.")
+        else:
+            group.addoption(option.flag, action="store", dest=dest, default=None,
+                            metavar=option.name.upper(), help=option.help + " Overrides the ini key.")
+
+
+def _raw(config: pytest.Config, option: _Option) -> str | bool | list[str]:
+    cli = config.getoption(option.name, default=None)
+    if cli is not None:
+        if option.kind == "linelist" and isinstance(cli, str):
+            return [part.strip() for part in cli.split(",") if part.strip()]
+        return cli  # type: ignore[no-any-return]
+    ini = config.getini(option.name)
+    if ini is None or ini == []:
+        if option.kind == "linelist":
+            return [line for line in option.default.splitlines() if line]
+        return option.default
+    return ini  # type: ignore[no-any-return]
+
+
+def _where(option: _Option) -> str:
+    return f"{option.name} (ini) / {option.flag} (command line)"
+
+
+def _as_bool(option: _Option, value: str | bool | list[str]) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise pytest.UsageError(f"{_where(option)}: expected true or false, got {value!r}.")
+
+
+def _as_float(option: _Option, value: str | bool | list[str], *, optional: bool) -> float | None:
+    text = str(value).strip()
+    if optional and text.lower() in {"", "none"}:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise pytest.UsageError(
+            f"{_where(option)}: expected a number of seconds, got {value!r}."
+        ) from None
+    if not math.isfinite(number) or number <= 0:
+        raise pytest.UsageError(
+            f"{_where(option)}: expected a positive, finite number of seconds, got {value!r}."
+        )
+    return number
+
+
+def _as_lines(value: str | bool | list[str]) -> list[str]:
+    if isinstance(value, list):
+        return [line.strip() for line in value if line.strip()]
+    return [line.strip() for line in str(value).splitlines() if line.strip()]
+
+
+def _parse_extra_settings(option: _Option, lines: Sequence[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not name or any(ch.isspace() for ch in name):
+            raise pytest.UsageError(
+                f"{_where(option)}: expected NAME=value, got {line!r}. "
+                "Write one NAME=value per line in the ini file."
+            )
+        settings[name] = value.strip()
+    return settings
+
+
+def _check_path(option: _Option, value: str, *, allow_empty: bool) -> str:
+    value = value.strip()
+    if allow_empty and value in {"", "/"}:
+        return ""
+    if not value.startswith("/") or any(ch.isspace() for ch in value) or "?" in value:
+        raise pytest.UsageError(
+            f"{_where(option)}: expected a URL path starting with '/', got {value!r}."
+        )
+    return value.rstrip("/") if len(value) > 1 else value
+
+
+def _check_app_string(option: _Option, app: str) -> str:
+    app = app.strip()
+    module, sep, attr = app.partition(":")
+    if not sep or not module or not attr or not all(
+        part.isidentifier() for part in [*module.split("."), *attr.split(".")]
+    ):
+        raise pytest.UsageError(
+            f"{_where(option)}: expected 'package.module:attribute', got {app!r}."
+        )
+    return app
+
+
+def read_config(config: pytest.Config) -> BundleConfig:
+    """Read and validate every option; raise ``pytest.UsageError`` naming a bad one."""
+    by_name = {option.name: option for option in OPTIONS}
+
+    def text(name: str) -> str:
+        return str(_raw(config, by_name[name]))
+
+    def flag(name: str) -> bool:
+        return _as_bool(by_name[name], _raw(config, by_name[name]))
+
+    def seconds(name: str) -> float:
+        value = _as_float(by_name[name], _raw(config, by_name[name]), optional=False)
+        assert value is not None
+        return value
+
+    def dotted(name: str) -> tuple[str, ...]:
+        paths = tuple(_as_lines(_raw(config, by_name[name])))
+        for path in paths:
+            if not all(part.isidentifier() for part in path.split(".")) or "." not in path:
+                raise pytest.UsageError(
+                    f"{_where(by_name[name])}: expected dotted paths such as 'anyio.sleep', "
+                    f"got {path!r}."
+                )
+        return paths
+
+    url_setting = text("hosted_api_url_setting").strip()
+    if not url_setting or any(ch.isspace() or ch == "=" for ch in url_setting):
+        raise pytest.UsageError(
+            f"{_where(by_name['hosted_api_url_setting'])}: expected a setting name, "
+            f"got {url_setting!r}."
+        )
+    return BundleConfig(
+        app=_check_app_string(by_name["hosted_api_app"], text("hosted_api_app")),
+        factory=flag("hosted_api_factory"),
+        prefix=_check_path(by_name["hosted_api_prefix"], text("hosted_api_prefix"), allow_empty=True),
+        health_path=_check_path(
+            by_name["hosted_api_health_path"], text("hosted_api_health_path"), allow_empty=False
+        ),
+        startup_timeout=seconds("hosted_api_startup_timeout"),
+        shutdown_timeout=seconds("hosted_api_shutdown_timeout"),
+        url_setting=url_setting,
+        extra_settings=_parse_extra_settings(
+            by_name["hosted_api_extra_settings"], _as_lines(_raw(config, by_name["hosted_api_extra_settings"]))
+        ),
+        autouse=flag("hosted_api_autouse"),
+        shared=flag("hosted_api_shared"),
+        sleep_targets=dotted("mock_anyio_sleep_targets"),
+        sleep_clocks=dotted("mock_anyio_sleep_clocks"),
+        virtual_clock_end=_as_float(
+            by_name["virtual_clock_end"], _raw(config, by_name["virtual_clock_end"]), optional=True
+        ),
+    )
+
+
+def child_python_path(config: pytest.Config, baseline: Sequence[str]) -> list[str]:
+    """The import roots the server child needs to import what the tests can import.
+
+    That is every ``sys.path`` entry pytest (or a conftest) added since the plugin was loaded,
+    the ``pythonpath`` ini entries, the rootdir and the invocation directory, in that order.
+    """
+    seen: set[str] = set()
+    roots: list[str] = []
+
+    def add(entry: str | os.PathLike[str]) -> None:
+        path = os.path.abspath(os.fspath(entry)) if entry else os.getcwd()
+        if path not in seen and os.path.isdir(path):
+            seen.add(path)
+            roots.append(path)
+
+    baseline_set = set(baseline)
+    for entry in sys.path:
+        if entry not in baseline_set:
+            add(entry)
+    for entry in config.getini("pythonpath") or []:
+        add(entry)
+    add(Path(config.rootpath))
+    add(Path(config.invocation_params.dir))
+    return roots
+
+
+def check_app_importable(config: BundleConfig, roots: Sequence[str]) -> None:
+    """Fail at start-up when the app's top-level module cannot be found (without importing it)."""
+    top = config.app.partition(":")[0].split(".")[0]
+    if top in sys.modules:
+        return
+    search = [*roots, *sys.path]
+    if importlib.machinery.PathFinder.find_spec(top, search) is not None:
+        return
+    if top in sys.builtin_module_names:
+        return
+    raise pytest.UsageError(
+        f"hosted_api_app (ini) / --hosted-api-app (command line): cannot find module {top!r} "
+        f"of app {config.app!r} on the server's import path ({os.pathsep.join(roots)} plus "
+        "sys.path). Check the spelling, or add its folder to the 'pythonpath' ini option."
+    )
