@@ -1,0 +1,194 @@
+"""The plugin's options: ini keys, command-line twins, validation at start-up, the header."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SHOW_CONFIG = """
+import json
+
+def test_show(request):
+    from pytest_bundle.plugin import _CONFIG
+    bundle = request.config.stash[_CONFIG]
+    print("CONFIG=" + json.dumps({
+        "app": bundle.app, "factory": bundle.factory, "prefix": bundle.prefix,
+        "health": bundle.full_health_path, "startup": bundle.startup_timeout,
+        "shutdown": bundle.shutdown_timeout, "url_setting": bundle.url_setting,
+        "extra": bundle.extra_settings, "autouse": bundle.autouse, "shared": bundle.shared,
+        "targets": list(bundle.sleep_targets), "clocks": list(bundle.sleep_clocks),
+        "end": bundle.virtual_clock_end,
+    }))
+"""
+
+
+def _shown(result: pytest.RunResult) -> dict[str, object]:
+    import json
+
+    for line in result.outlines:
+        if "CONFIG=" in line:
+            return dict(json.loads(line.split("CONFIG=", 1)[1]))
+    raise AssertionError("the test did not print its config:\n" + result.stdout.str())
+
+
+def test_defaults_serve_the_demo_app(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SHOW_CONFIG)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    assert _shown(result) == {
+        "app": "server_launcher.demo:create_app",
+        "factory": True,
+        "prefix": "/api",
+        "health": "/api/health",
+        "startup": 20.0,
+        "shutdown": 10.0,
+        "url_setting": "API_URL",
+        "extra": {},
+        "autouse": False,
+        "shared": False,
+        "targets": ["anyio.sleep"],
+        "clocks": ["pendulum.now"],
+        "end": None,
+    }
+
+
+def test_ini_options_are_read(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        hosted_api_app = server_launcher.demo:create_app
+        hosted_api_factory = false
+        hosted_api_prefix = /v2/
+        hosted_api_health_path = /ready
+        hosted_api_startup_timeout = 5
+        hosted_api_shutdown_timeout = 2.5
+        hosted_api_url_setting = MYAPP_API_URL
+        hosted_api_extra_settings =
+            MYAPP_CSRF_ENABLED=false
+            MYAPP_MODE = test=1
+        hosted_api_shared = yes
+        mock_anyio_sleep_targets =
+            anyio.sleep
+            asyncio.sleep
+        mock_anyio_sleep_clocks = time.time
+        virtual_clock_end = 3600
+        """
+    )
+    pytester.makepyfile(SHOW_CONFIG)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    shown = _shown(result)
+    assert shown["factory"] is False
+    assert shown["prefix"] == "/v2"
+    assert shown["health"] == "/v2/ready"
+    assert (shown["startup"], shown["shutdown"]) == (5.0, 2.5)
+    assert shown["url_setting"] == "MYAPP_API_URL"
+    assert shown["extra"] == {"MYAPP_CSRF_ENABLED": "false", "MYAPP_MODE": "test=1"}
+    assert shown["shared"] is True
+    assert shown["targets"] == ["anyio.sleep", "asyncio.sleep"]
+    assert shown["clocks"] == ["time.time"]
+    assert shown["end"] == 3600.0
+
+
+def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        hosted_api_prefix = /v2
+        hosted_api_shared = true
+        hosted_api_factory = false
+        hosted_api_startup_timeout = 5
+        """
+    )
+    pytester.makepyfile(SHOW_CONFIG)
+    result = pytester.runpytest(
+        "-s",
+        "--hosted-api-prefix=/v3",
+        "--no-hosted-api-shared",
+        "--hosted-api-factory",
+        "--hosted-api-startup-timeout",
+        "7",
+        "--hosted-api-extra-settings=A=1,B=2",
+    )
+    result.assert_outcomes(passed=1)
+    shown = _shown(result)
+    assert shown["prefix"] == "/v3"
+    assert shown["shared"] is False
+    assert shown["factory"] is True
+    assert shown["startup"] == 7.0
+    assert shown["extra"] == {"A": "1", "B": "2"}
+
+
+def test_boolean_flag_never_swallows_a_test_path(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest("--hosted-api-shared", "test_one.py")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("ini", "expected"),
+    [
+        ("hosted_api_startup_timeout = soon", "hosted_api_startup_timeout (ini)"),
+        ("hosted_api_shutdown_timeout = -1", "positive, finite number"),
+        ("hosted_api_shared = maybe", "expected true or false, got 'maybe'"),
+        ("hosted_api_extra_settings =\n    NOT A SETTING", "expected NAME=value"),
+        ("hosted_api_app = just_a_module", "expected 'package.module:attribute'"),
+        ("hosted_api_prefix = api", "expected a URL path starting with '/'"),
+        ("mock_anyio_sleep_targets = not a path", "expected dotted paths"),
+        ("virtual_clock_end = forever", "virtual_clock_end (ini)"),
+        (
+            "hosted_api_app = surely_missing_module_xyz.app:create_app",
+            "cannot find module 'surely_missing_module_xyz'",
+        ),
+    ],
+)
+def test_bad_values_are_one_usage_error(pytester: pytest.Pytester, ini: str, expected: str) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_a="def test_a():\n    pass\n", test_b="def test_b():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if expected in line]
+    assert len(errors) == 1, result.errlines
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_app_module_found_through_pythonpath_ini(pytester: pytest.Pytester) -> None:
+    package = pytester.path / "src" / "shopapp"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "web.py").write_text("def create_app(): ...\n")
+    pytester.makeini(
+        """
+        [pytest]
+        pythonpath = src
+        hosted_api_app = shopapp.web:create_app
+        """
+    )
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_report_header_names_app_and_url_setting(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nhosted_api_url_setting = SHOP_API_URL\n")
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(
+        ["pytest-bundle: hosted_api_app=server_launcher.demo:create_app*url setting=SHOP_API_URL*"]
+    )
+
+
+def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    text = result.stdout.str()
+    for name in (
+        "--hosted-api-app",
+        "--no-hosted-api-factory",
+        "--hosted-api-shared",
+        "--no-hosted-api-autouse",
+        "--mock-anyio-sleep-targets",
+        "--virtual-clock-end",
+        "hosted_api_extra_settings",
+    ):
+        assert name in text
