@@ -1,0 +1,215 @@
+"""Resolving dotted targets and `patch_sleep`, the mock-mode context manager."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+from ._clocks import shifted_clock
+from ._recorder import SleepRecorder
+
+__all__ = ["DEFAULT_CLOCKS", "DEFAULT_TARGETS", "UnknownTargetError", "patch_sleep"]
+
+DEFAULT_TARGETS: Final[tuple[str, ...]] = ("anyio.sleep",)
+"""What `patch_sleep` fakes unless told otherwise."""
+
+DEFAULT_CLOCKS: Final[tuple[str, ...]] = ("pendulum.now",)
+"""What `patch_sleep` shifts unless told otherwise (skipped when pendulum is not installed)."""
+
+_MISSING: Final = object()
+
+
+class UnknownTargetError(LookupError):
+    """A dotted path given to `patch_sleep` names nothing that can be patched."""
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One attribute to patch: where it lives, what was there, and how to put it back."""
+
+    path: str
+    owner: Any
+    name: str
+    original: Any
+    owned: bool  # the attribute was in owner.__dict__ (else inherited: delete on restore)
+
+
+def _import_prefix(path: str, parts: list[str]) -> tuple[Any, int]:
+    """Import the longest importable module prefix of `parts`; return it and its length."""
+    for length in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:length])
+        try:
+            return importlib.import_module(module_name), length
+        except ModuleNotFoundError as exc:
+            # Only "this prefix is not a module" moves on to a shorter prefix; a module that
+            # exists but fails to import its own dependencies is a real error to show.
+            if exc.name is None or not (
+                module_name == exc.name or module_name.startswith(exc.name + ".")
+            ):
+                raise
+    raise UnknownTargetError(
+        f"cannot patch {path!r}: no module named {parts[0]!r}. Give a full dotted path"
+        " such as 'anyio.sleep' or 'mypkg.worker.sleep'."
+    )
+
+
+def resolve(path: object, kind: str) -> _Slot:
+    """Find the object that holds the attribute a dotted path names, without changing it."""
+    if not isinstance(path, str):
+        raise TypeError(f"{kind} must be dotted path strings, got {type(path).__name__} {path!r}")
+    parts = path.split(".")
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        raise UnknownTargetError(
+            f"cannot patch {path!r}: expected a dotted path 'module.attribute' such as"
+            " 'anyio.sleep' or 'mypkg.worker.sleep'"
+        )
+    owner, length = _import_prefix(path, parts)
+    for index in range(length, len(parts)):
+        name = parts[index]
+        value = getattr(owner, name, _MISSING)
+        if value is _MISSING:
+            where = ".".join(parts[:index])
+            raise UnknownTargetError(
+                f"cannot patch {path!r}: {where!r} ({type(owner).__name__}) has no"
+                f" attribute {name!r}"
+            )
+        if index == len(parts) - 1:
+            owned = name in getattr(owner, "__dict__", {})
+            return _Slot(path, owner, name, value, owned)
+        owner = value
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _as_paths(value: Iterable[str] | str, kind: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(
+            f"{kind} must be a sequence of dotted paths, got {type(value).__name__} {value!r}"
+        ) from None
+
+
+def _pendulum_installed() -> bool:
+    try:
+        importlib.import_module("pendulum")
+    except ImportError:
+        return False
+    return True
+
+
+class _SleepPatch:
+    """The context manager `patch_sleep` returns; entering it patches, leaving it restores."""
+
+    def __init__(self, targets: list[str], clocks: list[str], default_clocks: bool) -> None:
+        self._targets = targets
+        self._clocks = clocks
+        self._default_clocks = default_clocks
+        self._applied: list[_Slot] | None = None
+
+    def __enter__(self) -> SleepRecorder:
+        if self._applied is not None:
+            raise RuntimeError("this patch_sleep() is already active; create a new one")
+        clocks = self._clocks
+        if self._default_clocks and not _pendulum_installed():
+            clocks = []
+        # Resolve and check everything before the first setattr: a bad path changes nothing.
+        target_slots = [resolve(path, "targets") for path in self._targets]
+        clock_slots = [resolve(path, "clocks") for path in clocks]
+        seen: dict[tuple[int, str], str] = {}
+        for slot, kind in [(s, "targets") for s in target_slots] + [
+            (s, "clocks") for s in clock_slots
+        ]:
+            key = (id(slot.owner), slot.name)
+            if key in seen:
+                raise ValueError(
+                    f"{slot.path!r} in {kind} names the same attribute as {seen[key]!r};"
+                    " list each target or clock once"
+                )
+            seen[key] = slot.path
+        for slot in target_slots:
+            if not (
+                isinstance(slot.original, SleepRecorder)
+                or inspect.iscoroutinefunction(slot.original)
+            ):
+                raise TypeError(
+                    f"cannot fake {slot.path!r}: it is {slot.original!r}, not an async"
+                    " function; targets are async sleeps such as 'anyio.sleep'"
+                    " (put clocks such as 'time.time' in clocks=)"
+                )
+        for slot in clock_slots:
+            if not callable(slot.original):
+                raise TypeError(f"cannot shift {slot.path!r}: {slot.original!r} is not callable")
+
+        recorder = SleepRecorder()
+        applied: list[_Slot] = []
+        self._applied = applied
+        try:
+            for slot in target_slots:
+                setattr(slot.owner, slot.name, recorder)
+                applied.append(slot)
+            for slot in clock_slots:
+                setattr(
+                    slot.owner,
+                    slot.name,
+                    shifted_clock(slot.original, lambda: recorder._shift, slot.path),
+                )
+                applied.append(slot)
+        except BaseException:
+            self._restore()
+            raise
+        return recorder
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        applied, self._applied = self._applied or [], None
+        for slot in reversed(applied):
+            if slot.owned:
+                setattr(slot.owner, slot.name, slot.original)
+            else:
+                delattr(slot.owner, slot.name)
+
+
+def patch_sleep(
+    targets: Iterable[str] | str = DEFAULT_TARGETS,
+    clocks: Iterable[str] | str = DEFAULT_CLOCKS,
+) -> _SleepPatch:
+    """Fake every sleep in `targets` and shift every clock in `clocks`, inside a `with` block.
+
+    A target is a dotted path: `"anyio.sleep"`, or `"mypkg.worker.sleep"` for a module that
+    did `from anyio import sleep` before the patch. The longest importable module prefix is
+    imported and the rest looked up as attributes. Each target is replaced by one
+    `SleepRecorder` (yielded); each clock by a wrapper that adds the recorder's shift to what
+    the real clock returns (a timedelta for datetimes, seconds for floats), passing every
+    argument through. Everything is resolved before anything is patched, and restored
+    exactly on exit, even on error.
+
+    With the default `clocks`, `pendulum.now` is skipped when pendulum is not installed.
+
+    Raises:
+        UnknownTargetError: a path names no importable module or no attribute (on entry).
+        TypeError: a target is not an async function, or a clock is not callable.
+        ValueError: the same attribute is listed twice.
+
+    Example:
+        ```python
+        with patch_sleep() as sleep:
+            await worker.run_once()
+        sleep.assert_awaited_once_with(5)
+        ```
+    """
+    return _SleepPatch(
+        _as_paths(targets, "targets"), _as_paths(clocks, "clocks"), clocks is DEFAULT_CLOCKS
+    )

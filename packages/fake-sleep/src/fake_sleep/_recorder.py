@@ -1,0 +1,325 @@
+"""The mock-mode fake: a compact recorder that answers the AsyncMock assertion API."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Final
+from unittest.mock import AsyncMock
+
+import anyio
+
+__all__ = ["SleepRecorder"]
+
+# Real time for `assert_sleeps_for`'s tolerance, captured before anyone can patch `time`.
+_perf_counter: Final = time.perf_counter
+
+
+def sleep(delay: float) -> float:
+    """Bind arguments exactly like `anyio.sleep(delay)` does, with the same TypeErrors."""
+    return delay
+
+
+# Named `sleep` above so that binding errors read "sleep() missing 1 required ...".
+_bind_delay: Final = sleep
+del sleep
+
+
+def _probe_real_check() -> str | None:
+    """Return the message the installed anyio's `sleep` rejects a negative delay with.
+
+    anyio 4.16 checks `not delay >= 0` before reaching the backend; older releases leave it to
+    the backend. Asking the real function (outside any event loop, so it never sleeps) lets the
+    fake mirror whatever is installed. `None` means the installed anyio does no up-front check.
+    """
+    coro = anyio.sleep(-1.0)
+    try:
+        coro.send(None)
+    except ValueError as exc:
+        return str(exc)
+    except BaseException:
+        return None
+    finally:
+        coro.close()
+    return None
+
+
+_NEGATIVE_MESSAGE: Final = _probe_real_check()
+
+
+def _real_sleep() -> Callable[[float], Awaitable[None]]:
+    """The real `anyio.sleep`, even when it is already patched by an outer recorder."""
+    current: Any = anyio.sleep
+    while isinstance(current, SleepRecorder):
+        current = current._sleep
+    return current  # type: ignore[no-any-return]
+
+
+class SleepRecorder:
+    """An instant, recording stand-in for `anyio.sleep`.
+
+    Awaiting it validates the delay like the installed `anyio.sleep`, records it, adds it to
+    the virtual shift that patched clocks follow, and awaits the real `anyio.sleep(0)`: it
+    returns at once but stays a checkpoint (other tasks run, cancellation is delivered).
+
+    It answers the `unittest.mock.AsyncMock` assertion and inspection API with the results
+    and messages an `AsyncMock` gives for the same awaits. Only delays are stored (plus the
+    arguments of calls that were not a single positional delay); call objects are built on
+    the first inspection, from the compact record.
+
+    A call is recorded when it is awaited (for an `AsyncMock`, `call_count` also counts calls
+    that were never awaited).
+    """
+
+    __slots__ = ("_delays", "_mock", "_odd", "_replayed", "_shift", "_sleep")
+
+    def __init__(self) -> None:
+        self._sleep: Callable[[float], Awaitable[None]] = _real_sleep()
+        self._delays: list[Any] = []
+        # Calls that were not `sleep(delay)`: index -> (args, kwargs). Usually empty.
+        self._odd: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        # The virtual shift patched clocks add; only ever grows (reset_mock keeps it).
+        self._shift: float = 0.0
+        self._mock: AsyncMock | None = None
+        self._replayed = 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> None:
+        """Sleep for no real time: record the delay, then let other tasks run once."""
+        if kwargs or len(args) != 1:
+            delay = _bind_delay(*args, **kwargs)
+            odd = True
+        else:
+            delay = args[0]
+            odd = False
+        if _NEGATIVE_MESSAGE is not None and not delay >= 0:
+            raise ValueError(_NEGATIVE_MESSAGE)
+        # `float + delay` rejects what the event loops' own clock arithmetic rejects (Decimal).
+        self._shift = self._shift + delay
+        if odd:
+            self._odd[len(self._delays)] = (args, kwargs)
+        self._delays.append(delay)
+        await self._sleep(0)
+
+    def __repr__(self) -> str:
+        return f"<SleepRecorder: {len(self._delays)} sleeps, {self.total} s>"
+
+    # -- what was slept ---------------------------------------------------------------------
+
+    @property
+    def delays(self) -> list[Any]:
+        """Every recorded delay, in await order (a copy)."""
+        return list(self._delays)
+
+    @property
+    def total(self) -> float:
+        """Virtual seconds slept since creation or the last `reset_mock()`."""
+        return math.fsum(self._delays)
+
+    @property
+    def shift(self) -> float:
+        """Seconds patched clocks are moved forward by; never goes back, even on reset."""
+        return self._shift
+
+    def assert_sleeps(self, expected: Iterable[float]) -> None:
+        """Assert the full list of recorded delays equals `expected`, in order."""
+        __tracebackhide__ = True
+        wanted = list(expected)
+        if self._delays != wanted:
+            raise AssertionError(f"Expected sleeps {wanted}; got {self._delays}")
+
+    def assert_sleeps_for(
+        self, seconds: float, extra_tolerance: float = 0
+    ) -> AbstractContextManager[None]:
+        """Assert the fake sleeps inside the block total `seconds`.
+
+        The block's real runtime is the upper tolerance (rounded up to a whole second,
+        `int(runtime) + 1`, when `seconds` is an int), so the rule is
+        `slept - extra <= seconds <= slept + runtime + extra`. A failure reads
+        `Sleep was called for {slept}; expected {seconds} with tolerance of
+        +{runtime + extra}, -{extra}`.
+
+        Raises:
+            TypeError: `seconds` or `extra_tolerance` is not a number.
+            ValueError: `seconds` or `extra_tolerance` is negative or NaN.
+        """
+        _check_seconds("seconds", seconds)
+        _check_seconds("extra_tolerance", extra_tolerance)
+        return self._sleeps_for(seconds, extra_tolerance)
+
+    @contextmanager
+    def _sleeps_for(self, seconds: float, extra: float) -> Iterator[None]:
+        run_t0 = _perf_counter()
+        shift_t0 = self._shift
+        yield
+        runtime: float = _perf_counter() - run_t0
+        slept = self._shift - shift_t0
+        if isinstance(seconds, int):
+            runtime = int(runtime) + 1
+        if not (slept - float(extra) <= seconds <= slept + runtime + extra):
+            raise AssertionError(
+                f"Sleep was called for {slept}; expected {seconds} with tolerance of"
+                f" +{runtime + extra}, -{extra}"
+            )
+
+    # -- the AsyncMock view -----------------------------------------------------------------
+
+    def _view(self) -> AsyncMock:
+        """An AsyncMock that has seen exactly the recorded awaits (built on demand)."""
+        mock = self._mock
+        if mock is None:
+            mock = self._mock = AsyncMock()
+        delays, odd = self._delays, self._odd
+        for index in range(self._replayed, len(delays)):
+            args, kwargs = odd[index] if index in odd else ((delays[index],), {})
+            coro = mock(*args, **kwargs)
+            try:
+                coro.send(None)
+            except StopIteration:
+                pass
+            else:  # pragma: no cover - an AsyncMock without side effect never suspends
+                coro.close()
+        self._replayed = len(delays)
+        return mock
+
+    @property
+    def called(self) -> bool:
+        """Whether the fake was awaited at least once."""
+        return bool(self._delays)
+
+    @property
+    def call_count(self) -> int:
+        """How many times the fake was awaited."""
+        return len(self._delays)
+
+    @property
+    def await_count(self) -> int:
+        """How many times the fake was awaited."""
+        return len(self._delays)
+
+    @property
+    def call_args(self) -> Any:
+        """The last call, as `unittest.mock.call(...)`, or None."""
+        return self._view().call_args
+
+    @property
+    def await_args(self) -> Any:
+        """The last await, as `unittest.mock.call(...)`, or None."""
+        return self._view().await_args
+
+    @property
+    def call_args_list(self) -> Any:
+        """Every call, as `unittest.mock.call(...)` objects."""
+        return self._view().call_args_list
+
+    @property
+    def await_args_list(self) -> Any:
+        """Every await, as `unittest.mock.call(...)` objects."""
+        return self._view().await_args_list
+
+    @property
+    def mock_calls(self) -> Any:
+        """Every call, as `unittest.mock.call(...)` objects."""
+        return self._view().mock_calls
+
+    @property
+    def method_calls(self) -> Any:
+        """Always empty: the fake has no child mocks (as for an AsyncMock awaited directly)."""
+        return self._view().method_calls
+
+    def reset_mock(self, *, return_value: bool = False, side_effect: bool = False) -> None:
+        """Forget every recorded sleep. Patched clocks keep their shift: they never go back.
+
+        `return_value` and `side_effect` are accepted for AsyncMock compatibility; the fake
+        has neither.
+        """
+        del return_value, side_effect
+        self._delays = []
+        self._odd = {}
+        self._mock = None
+        self._replayed = 0
+
+    def assert_called(self) -> None:
+        """As `AsyncMock.assert_called`."""
+        __tracebackhide__ = True
+        self._view().assert_called()
+
+    def assert_called_once(self) -> None:
+        """As `AsyncMock.assert_called_once`."""
+        __tracebackhide__ = True
+        self._view().assert_called_once()
+
+    def assert_called_with(self, *args: Any, **kwargs: Any) -> None:
+        """As `AsyncMock.assert_called_with`."""
+        __tracebackhide__ = True
+        self._view().assert_called_with(*args, **kwargs)
+
+    def assert_called_once_with(self, *args: Any, **kwargs: Any) -> None:
+        """As `AsyncMock.assert_called_once_with`."""
+        __tracebackhide__ = True
+        self._view().assert_called_once_with(*args, **kwargs)
+
+    def assert_any_call(self, *args: Any, **kwargs: Any) -> None:
+        """As `AsyncMock.assert_any_call`."""
+        __tracebackhide__ = True
+        self._view().assert_any_call(*args, **kwargs)
+
+    def assert_has_calls(self, calls: Sequence[Any], any_order: bool = False) -> None:
+        """As `AsyncMock.assert_has_calls`."""
+        __tracebackhide__ = True
+        self._view().assert_has_calls(calls, any_order=any_order)
+
+    def assert_not_called(self) -> None:
+        """As `AsyncMock.assert_not_called`."""
+        __tracebackhide__ = True
+        self._view().assert_not_called()
+
+    def assert_awaited(self) -> None:
+        """As `AsyncMock.assert_awaited`."""
+        __tracebackhide__ = True
+        self._view().assert_awaited()
+
+    def assert_awaited_once(self) -> None:
+        """As `AsyncMock.assert_awaited_once`."""
+        __tracebackhide__ = True
+        self._view().assert_awaited_once()
+
+    def assert_awaited_with(self, *args: Any, **kwargs: Any) -> None:
+        """As `AsyncMock.assert_awaited_with`."""
+        __tracebackhide__ = True
+        self._view().assert_awaited_with(*args, **kwargs)
+
+    def assert_awaited_once_with(self, *args: Any, **kwargs: Any) -> None:
+        """As `AsyncMock.assert_awaited_once_with`."""
+        __tracebackhide__ = True
+        self._view().assert_awaited_once_with(*args, **kwargs)
+
+    def assert_any_await(self, *args: Any, **kwargs: Any) -> None:
+        """As `AsyncMock.assert_any_await`."""
+        __tracebackhide__ = True
+        self._view().assert_any_await(*args, **kwargs)
+
+    def assert_has_awaits(self, calls: Sequence[Any], any_order: bool = False) -> None:
+        """As `AsyncMock.assert_has_awaits`."""
+        __tracebackhide__ = True
+        self._view().assert_has_awaits(calls, any_order=any_order)
+
+    def assert_not_awaited(self) -> None:
+        """As `AsyncMock.assert_not_awaited`."""
+        __tracebackhide__ = True
+        self._view().assert_not_awaited()
+
+
+def _check_seconds(name: str, value: object) -> None:
+    """Reject what `assert_sleeps_for` cannot compare, before the block runs."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"assert_sleeps_for() {name} must be a number of seconds (int or float),"
+            f" got {type(value).__name__}: {value!r}"
+        )
+    if math.isnan(value) or value < 0:
+        raise ValueError(
+            f"assert_sleeps_for() {name} must be a non-negative number of seconds, got {value!r}"
+        )
