@@ -1,0 +1,169 @@
+"""Faults a real suite meets: broken apps, Ctrl-C, a killed pytest, a failing test.
+
+Every case checks what the user sees (a clear message, the server's output in the report) and
+that no server process is left behind (found by a marker unique to the test in its command line
+or environment).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Processes  # type: ignore[import-not-found]
+
+pytestmark = pytest.mark.slow
+
+
+TWO_SERVER_TESTS = """
+def test_one(hosted_api_server):
+    pass
+
+def test_two(hosted_api_server):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("module_source", "expected"),
+    [
+        ("import leftpad_that_does_not_exist\n", "leftpad_that_does_not_exist"),
+        (
+            "def create_app():\n    raise RuntimeError('database unreachable at start-up')\n",
+            "database unreachable at start-up",
+        ),
+    ],
+    ids=["unimportable", "crashes-at-start-up"],
+)
+def test_a_broken_app_errors_every_test_fast_with_its_output(
+    pytester: pytest.Pytester, processes: Processes, module_source: str, expected: str
+) -> None:
+    name = f"brokenapp_{uuid.uuid4().hex[:8]}"
+    pytester.makepyfile(**{name: module_source})
+    pytester.makeini(f"[pytest]\nhosted_api_app = {name}:create_app\n")
+    pytester.makepyfile(test_broken=TWO_SERVER_TESTS)
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=60)
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=2)
+    text = result.stdout.str()
+    assert "hosted_api_server could not start" in text
+    assert expected in text
+    assert elapsed < 15, f"a child that exits at once took {elapsed:.1f}s to report"
+    assert processes.mentioning(name) == []
+
+
+def test_a_health_endpoint_that_never_answers_200_times_out_with_the_status(
+    pytester: pytest.Pytester, processes: Processes
+) -> None:
+    name = f"sickapp_{uuid.uuid4().hex[:8]}"
+    pytester.makepyfile(
+        **{
+            name: '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    print("health check refused", flush=True)
+    await send({"type": "http.response.start", "status": 503, "headers": []})
+    await send({"type": "http.response.body", "body": b"not yet"})
+'''
+        }
+    )
+    pytester.makeini(
+        f"[pytest]\nhosted_api_app = {name}:app\nhosted_api_factory = false\n"
+        "hosted_api_startup_timeout = 2\n"
+    )
+    pytester.makepyfile(test_sick=TWO_SERVER_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=60)
+    result.assert_outcomes(errors=2)
+    text = result.stdout.str()
+    assert "hosted_api_server could not start" in text
+    assert "503" in text
+    assert "hosted API server output" in text
+    assert "health check refused" in text
+    assert processes.mentioning(name) == []
+
+
+def test_a_failing_test_inside_use_hosted_api_server_still_restores(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_restore="""
+import os
+
+def test_fails_inside(use_hosted_api_server):
+    assert os.environ["API_URL"] == use_hosted_api_server
+    raise AssertionError("boom inside the fixture")
+
+def test_after():
+    assert "API_URL" not in os.environ
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=60)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "boom inside the fixture" in result.stdout.str()
+    # The failing test's report carries the server's output.
+    assert "hosted API server output" in result.stdout.str()
+
+
+SLOW_SESSION = """
+import time
+
+def test_server_up(hosted_api_server):
+    import pathlib
+    pathlib.Path("up.txt").write_text(hosted_api_server)
+
+def test_long(hosted_api_server):
+    time.sleep(60)
+"""
+
+
+def _start_slow_session(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
+    pytester.makepyfile(test_slow=SLOW_SESSION)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not (pytester.path / "up.txt").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(process.communicate()[0].decode())
+        time.sleep(0.02)
+    return process
+
+
+def _server_pid(processes: Processes, pytest_pid: int) -> int:
+    children = processes.children_of(pytest_pid)
+    assert len(children) == 1, children
+    return children[0]
+
+
+def test_ctrl_c_mid_session_stops_the_server(
+    pytester: pytest.Pytester, processes: Processes
+) -> None:
+    process = _start_slow_session(pytester)
+    server = _server_pid(processes, process.pid)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=30)[0].decode()
+    assert "KeyboardInterrupt" in output
+    assert processes.wait_gone(server, 2.0), f"server {server} survived Ctrl-C"
+
+
+def test_sigkill_of_pytest_leaves_no_server(
+    pytester: pytest.Pytester, processes: Processes
+) -> None:
+    process = _start_slow_session(pytester)
+    server = _server_pid(processes, process.pid)
+    process.kill()
+    process.communicate(timeout=30)
+    assert processes.wait_gone(server, 2.0), f"server {server} outlived the killed pytest"

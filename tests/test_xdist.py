@@ -1,0 +1,93 @@
+"""The hosted server under real pytest-xdist workers: one per worker, or one shared by all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RECORDING_TESTS = """
+import json, os, pathlib
+import pytest
+
+@pytest.mark.parametrize("n", range(6))
+def test_record(use_hosted_api_server, n):
+    import httpx
+    assert httpx.get(use_hosted_api_server + "/health").json() is True
+    record = {"worker": os.environ["PYTEST_XDIST_WORKER"], "url": use_hosted_api_server}
+    out = pathlib.Path(os.environ["RECORD_DIR"]) / f"{n}.json"
+    out.write_text(json.dumps(record))
+"""
+
+
+def _records(folder: Path) -> list[dict[str, str]]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def _run(pytester: pytest.Pytester, records: Path, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_record=RECORDING_TESTS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECORD_DIR", str(records))
+        return pytester.runpytest_subprocess(
+            "-n", "2", "--dist", "load", "-p", "no:randomly", *args, timeout=120
+        )
+
+
+def test_every_worker_gets_its_own_server(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    result = _run(pytester, tmp_path)
+    result.assert_outcomes(passed=6)
+    records = _records(tmp_path)
+    urls_by_worker: dict[str, set[str]] = {}
+    for record in records:
+        urls_by_worker.setdefault(record["worker"], set()).add(record["url"])
+    assert all(len(urls) == 1 for urls in urls_by_worker.values())
+    if len(urls_by_worker) == 2:
+        first, second = (urls.pop() for urls in urls_by_worker.values())
+        assert first != second
+
+
+def test_shared_mode_gives_all_workers_one_server_and_stops_it(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    result = _run(pytester, tmp_path, "--hosted-api-shared")
+    result.assert_outcomes(passed=6)
+    records = _records(tmp_path)
+    assert len({record["url"] for record in records}) == 1
+    url = records[0]["url"]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/health", timeout=2)
+
+
+def test_shared_mode_refuses_workers_with_a_different_environment(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makeconftest(
+        """
+import os
+import pytest
+
+@pytest.fixture(scope="session")
+def hosted_api_env():
+    return {"DATABASE": "db-for-" + os.environ["PYTEST_XDIST_WORKER"]}
+"""
+    )
+    pytester.makepyfile(
+        test_env="""
+import time
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_uses_server(hosted_api_server, n):
+    time.sleep(0.2)
+"""
+    )
+    # --dist each: both workers run every test, so both ask for the shared server.
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "each", "--hosted-api-shared", "-p", "no:randomly", timeout=120
+    )
+    result.assert_outcomes(passed=4, errors=4)
+    assert "shared mode (--hosted-api-shared) cannot serve" in result.stdout.str()
