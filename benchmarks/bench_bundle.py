@@ -1,0 +1,202 @@
+"""pytest-bundle against a reimplementation of the documented fixtures, in one run.
+
+The session: 50 tests using ``use_hosted_api_server`` (each GETs /health) and 20 async tests
+using ``mock_anyio_sleep``. The baseline runs the same tests with fixtures that reimplement the
+documented algorithm (free port by bind-close, a fixed 0.1 s health poll with a new
+``httpx.AsyncClient``, SIGTERM then a 1 s returncode poll, an ``AsyncMock`` fake sleep) with our
+plugin switched off. Sessions alternate; medians are printed with the difference and ratio.
+Also printed: the plugin's import cost (``-X importtime``) in a session that uses no fixture.
+
+Usage: hatch run bench:bundle [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TESTS = '''
+import anyio
+import httpx
+import pendulum
+import pytest
+
+
+@pytest.mark.parametrize("n", range(50))
+def test_api(use_hosted_api_server, n):
+    assert httpx.get(use_hosted_api_server + "/health").json() is True
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("n", range(20))
+async def test_sleep(mock_anyio_sleep, n):
+    before = pendulum.now("UTC")
+    with mock_anyio_sleep.assert_sleeps_for(15):
+        await anyio.sleep(5)
+        await anyio.sleep(10)
+    mock_anyio_sleep.assert_has_awaits([((5,),), ((10,),)])
+    assert pendulum.now("UTC") - before >= pendulum.duration(seconds=15)
+'''
+
+BASELINE_CONFTEST = '''
+"""The documented fixtures' algorithm, reimplemented for the comparison."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from unittest import mock
+
+import anyio
+import httpx
+import pendulum
+import pytest
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def hosted_api_server():
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "server_launcher.demo:create_app",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
+    )
+    url = f"http://127.0.0.1:{port}/api"
+
+    async def wait_ready():
+        async with httpx.AsyncClient() as client:
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        if (await client.get(url + "/health")).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    await anyio.sleep(0.1)
+
+    anyio.run(wait_ready)
+    yield url
+    process.terminate()
+    for _ in range(10):
+        time.sleep(1)
+        if process.poll() is not None:
+            break
+    else:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def use_hosted_api_server(hosted_api_server, monkeypatch):
+    monkeypatch.setenv("API_URL", hosted_api_server)
+    yield hosted_api_server
+
+
+@pytest.fixture
+def mock_anyio_sleep(monkeypatch):
+    time_shift = 0.0
+    real_now = pendulum.now
+    real_sleep = anyio.sleep
+
+    async def callback(delay_in_seconds):
+        nonlocal time_shift
+        time_shift += delay_in_seconds
+        await real_sleep(0)
+
+    def now(*args):
+        return real_now(*args).add(seconds=time_shift)
+
+    sleep = mock.AsyncMock(side_effect=callback)
+
+    @contextmanager
+    def assert_sleeps_for(seconds, extra_tolerance=0):
+        before, started = time_shift, time.time()
+        yield
+        runtime = time.time() - started
+        if isinstance(seconds, int):
+            runtime = int(runtime) + 1
+        slept = time_shift - before
+        assert slept - extra_tolerance <= seconds <= slept + runtime + extra_tolerance
+
+    sleep.assert_sleeps_for = assert_sleeps_for
+    monkeypatch.setattr("pendulum.now", now)
+    monkeypatch.setattr("anyio.sleep", sleep)
+    yield sleep
+'''
+
+
+def _session(folder: Path, *extra: str) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+         *extra],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"session failed in {folder}:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def _plugin_import_ms() -> float:
+    """Cumulative import time of pytest_bundle.plugin once pytest itself is imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pytest; import pytest_bundle.plugin"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in result.stderr.splitlines():
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) == 3 and parts[2] == "pytest_bundle.plugin":
+            return int(parts[1]) / 1000
+    raise SystemExit("pytest_bundle.plugin not found in -X importtime output")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = Path(tmp, "ours")
+        base = Path(tmp, "baseline")
+        for folder in (ours, base):
+            folder.mkdir()
+            (folder / "test_session.py").write_text(TESTS)
+        (base / "conftest.py").write_text(BASELINE_CONFTEST)
+        ours_times: list[float] = []
+        base_times: list[float] = []
+        for round_ in range(args.rounds):
+            ours_times.append(_session(ours))
+            base_times.append(_session(base, "-p", "no:pytest_bundle"))
+            print(f"round {round_ + 1}: pytest-bundle {ours_times[-1]:.2f}s, "
+                  f"documented algorithm {base_times[-1]:.2f}s", flush=True)
+    ours_med, base_med = statistics.median(ours_times), statistics.median(base_times)
+    imports = sorted(_plugin_import_ms() for _ in range(7))
+    import_ms = statistics.median(imports)
+    print()
+    print("session: 50 tests with use_hosted_api_server + 20 with mock_anyio_sleep")
+    print(f"  documented algorithm (baseline) {base_med:8.2f} s (median of {args.rounds})")
+    print(f"  pytest-bundle                   {ours_med:8.2f} s")
+    print(f"  saved per session               {base_med - ours_med:8.2f} s   "
+          f"(ratio {base_med / ours_med:.2f}x)   target: >= 1.00 s "
+          f"[{'met' if base_med - ours_med >= 1.0 else 'NOT met'}]")
+    print(f"plugin import cost (no fixture used): {import_ms:.1f} ms median   target: < 20 ms "
+          f"[{'met' if import_ms < 20 else 'NOT met'}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""The examples' application settings: a registry like the one your application would have."""
+
+from __future__ import annotations
+
+from settings_override import SettingsRegistry
+
+settings = SettingsRegistry(prefix="EXAMPLE_")
+API_URL = settings.define("API_URL", str | None, default=None, description="Where the API is.")
+CSRF_ENABLED = settings.define("CSRF_ENABLED", bool, default=True)
