@@ -1,0 +1,410 @@
+"""``launch_server``: validation, the command line, and the sync and async front ends."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import string
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import IO, Any
+
+from . import _platform
+from ._errors import ServerStopWarning
+from ._spawn import LaunchSpec, PortMode, Supervisor, describe_returncode, merged_env, url_for
+
+__all__ = ["DEMO_APP", "RunningServer", "ServerLauncher", "launch_server"]
+
+#: Import string of the bundled demo app factory (``/health``, ``/echo``, ``/env/NAME``).
+DEMO_APP = "server_launcher.demo:create_app"
+
+_PLACEHOLDERS = frozenset({"host", "port", "fd", "python", "app"})
+_APP_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class RunningServer:
+    """A server that answered its health check; yielded by the launcher's ``with`` blocks."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        assert supervisor.port is not None and supervisor.pid is not None
+        self._sup = supervisor
+        self._finalized = False
+        #: The host the server's socket is bound to.
+        self.host: str = supervisor.spec.host
+        #: The TCP port it listens on.
+        self.port: int = supervisor.port
+        #: Process id of the server process (the one running uvicorn or your command).
+        self.pid: int = supervisor.pid
+        #: ``http://127.0.0.1:PORT`` (no trailing slash, never ``localhost``).
+        self.url: str = url_for(supervisor.spec.connect_host, supervisor.port)
+        #: The server command line, as a list of arguments.
+        self.command: list[str] = list(supervisor.command)
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._sup.finished.is_set() else "running"
+        return f"<RunningServer {self.url} pid={self.pid} {state}>"
+
+    def output(self) -> str:
+        """Everything the server printed so far (stdout and stderr, as text)."""
+        return self._sup.output.text()
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once stopped (negative: the signal that ended it), else None."""
+        return self._sup.returncode if self._sup.finished.is_set() else None
+
+    @property
+    def log_path(self) -> str | None:
+        """The log file: while running, and after a stop that was not clean (else removed)."""
+        if self._sup.finished.is_set():
+            return self._sup.log_path
+        return self._sup.output.log_path
+
+    def stop(self) -> int | None:
+        """Stop the server (SIGTERM, then SIGKILL after ``shutdown_timeout``) and reap it.
+
+        Idempotent. Blocks: from async code use ``await server.astop()``. Returns the exit status.
+        """
+        self._sup.request_stop()
+        self._sup.finished.wait()
+        self._finalize()
+        return self._sup.returncode
+
+    async def astop(self) -> int | None:
+        """``stop()`` for async code (asyncio or trio); shielded from cancellation."""
+        import anyio
+
+        self._sup.request_stop()
+        with anyio.CancelScope(shield=True):
+            await self._sup.wait_async(self._sup.finished)
+        self._finalize()
+        return self._sup.returncode
+
+    def _finalize(self) -> None:
+        if self._finalized:
+            return
+        self._finalized = True
+        sup = self._sup
+        sup.close()
+        kept = f"; its output is kept in {sup.log_path}" if sup.log_path else ""
+        if sup.killed:
+            message = (
+                f"server {self.url} (pid {self.pid}) did not exit within "
+                f"{sup.spec.shutdown_timeout:g} s of SIGTERM and was killed with SIGKILL{kept}"
+            )
+        elif sup.exited_on_its_own:
+            message = (
+                f"server {self.url} (pid {self.pid}) exited on its own with "
+                f"{describe_returncode(sup.returncode)} while it was in use{kept}"
+            )
+        elif not _platform.is_clean_exit(sup.returncode):
+            message = (
+                f"server {self.url} (pid {self.pid}) stopped with "
+                f"{describe_returncode(sup.returncode)}{kept}"
+            )
+        else:
+            return
+        warnings.warn(ServerStopWarning(message), stacklevel=4)
+
+
+class ServerLauncher:
+    """Returned by ``launch_server``: use it as ``with`` or ``async with`` (asyncio or trio)."""
+
+    def __init__(self, spec: LaunchSpec) -> None:
+        self._spec = spec
+        self._server: RunningServer | None = None
+        self._supervisor: Supervisor | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServerLauncher {' '.join(self._spec.build_args(None, None))!r}>"
+
+    def _begin(self) -> Supervisor:
+        if self._supervisor is not None:
+            raise RuntimeError("this launcher is already running a server; launch another one")
+        supervisor = Supervisor(self._spec)
+        supervisor.start()
+        self._supervisor = supervisor
+        return supervisor
+
+    def _started(self, supervisor: Supervisor) -> RunningServer:
+        if supervisor.finished.is_set():
+            supervisor.close()
+            self._supervisor = None
+            error = supervisor.error
+            if error is None:  # pragma: no cover - only when stopped while starting
+                raise RuntimeError("the server was stopped before it was ready")
+            raise error
+        self._server = RunningServer(supervisor)
+        return self._server
+
+    def _abandon(self, supervisor: Supervisor) -> None:
+        supervisor.close()
+        self._supervisor = None
+
+    def __enter__(self) -> RunningServer:
+        supervisor = self._begin()
+        try:
+            supervisor.ready.wait()
+        except BaseException:  # KeyboardInterrupt while starting: nothing may stay behind
+            supervisor.request_stop()
+            supervisor.finished.wait()
+            self._abandon(supervisor)
+            raise
+        return self._started(supervisor)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        server, self._server, self._supervisor = self._server, None, None
+        if server is not None:
+            server.stop()
+
+    async def __aenter__(self) -> RunningServer:
+        import anyio
+
+        supervisor = self._begin()
+        try:
+            await supervisor.wait_async(supervisor.ready)
+        except BaseException:  # cancelled while starting: stop and reap before going on
+            supervisor.request_stop()
+            with anyio.CancelScope(shield=True):
+                await supervisor.wait_async(supervisor.finished)
+            self._abandon(supervisor)
+            raise
+        return self._started(supervisor)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        server, self._server, self._supervisor = self._server, None, None
+        if server is not None:
+            await server.astop()
+
+
+def launch_server(
+    app: str | None = None,
+    *,
+    factory: bool = True,
+    host: str = "127.0.0.1",
+    health_path: str = "/health",
+    env: Mapping[str, str | None] | None = None,
+    startup_timeout: float = 20.0,
+    shutdown_timeout: float = 10.0,
+    command: Sequence[str] | None = None,
+    server_args: Sequence[str] = (),
+    output: IO[Any] | None = None,
+    allow_remote: bool = False,
+) -> ServerLauncher:
+    """Prepare a server launch; start it with ``with`` or ``async with``.
+
+    Args:
+        app: ``"pkg.module:attr"`` for uvicorn (a factory unless ``factory=False``); defaults
+            to the bundled demo app. With ``command``, it fills the ``{app}`` placeholder.
+        factory: pass ``--factory`` to uvicorn (``app`` names a function returning the app).
+        host: the address to bind; loopback by default. Anything else needs ``allow_remote``.
+        health_path: the path that must answer 200 before the server counts as ready.
+        env: variables for the child on top of ``os.environ``; a None value removes that key.
+        startup_timeout: seconds until a server that is alive but not healthy is killed and
+            ``ServerStartTimeout`` raised.
+        shutdown_timeout: seconds between SIGTERM and SIGKILL when stopping.
+        command: run this instead of uvicorn; placeholders ``{host}``, ``{port}``, ``{fd}``
+            (a listening socket's file descriptor), ``{python}`` and ``{app}``. With ``{fd}``
+            the parent holds the port; with ``{port}`` only, the port is reserved for the child;
+            with neither, the port is read from the first ``http://host:port`` it prints.
+        server_args: extra arguments appended to the server command.
+        output: a file object (text or binary, e.g. ``sys.stderr``) that also receives the
+            server's output as it comes. The output is always kept in memory and in a private
+            temporary log file that is removed after a clean stop.
+        allow_remote: allow a non-loopback ``host`` (the server is then reachable from outside).
+
+    Raises:
+        TypeError, ValueError: on bad arguments, before anything is started.
+    """
+    if not isinstance(host, str) or not host:
+        raise TypeError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
+    bind_host, connect_host = _check_host(host, allow_remote)
+    if not isinstance(health_path, str) or not health_path.startswith("/"):
+        raise ValueError(f"health_path must be a path starting with '/', got {health_path!r}")
+    if any(ch.isspace() for ch in health_path) or any(ord(ch) < 32 for ch in health_path):
+        raise ValueError(f"health_path must not contain spaces or control characters: {health_path!r}")
+    if not isinstance(factory, bool):
+        raise TypeError(f"factory must be True or False, got {factory!r}")
+    startup = _check_timeout("startup_timeout", startup_timeout)
+    shutdown = _check_timeout("shutdown_timeout", shutdown_timeout)
+    child_env = merged_env(_check_env(env))
+    extra = _check_args("server_args", server_args, allow_empty=True)
+    if output is not None and not callable(getattr(output, "write", None)):
+        raise TypeError(
+            f"output must be None or a writable file object such as sys.stderr, got {output!r}"
+        )
+    if app is not None and (not isinstance(app, str) or not _APP_RE.match(app)):
+        raise ValueError(
+            f"app must be an import string 'package.module:attribute', got {app!r}"
+        )
+
+    if command is None:
+        spec_app = app if app is not None else DEMO_APP
+        port_mode: PortMode = "fd" if _platform.CAN_PASS_FD else "report"
+        args = ["uvicorn"]
+        if factory:
+            args.append("--factory")
+        args.append(spec_app)
+        if not any(a.startswith("--timeout-graceful-shutdown") for a in extra):
+            # whole seconds, leaving uvicorn time to finish its lifespan shutdown before SIGKILL
+            args += ["--timeout-graceful-shutdown", str(max(0, math.ceil(shutdown) - 1))]
+        template = [*args, *extra]
+
+        def build(fd: int | None, port: int | None) -> list[str]:
+            if fd is not None:
+                return [*template, "--fd", str(fd)]
+            return [*template, "--host", bind_host, "--port", "0"]
+
+        return ServerLauncher(
+            LaunchSpec(
+                kind="module",
+                build_args=build,
+                display_prefix=(sys.executable, "-m"),
+                host=bind_host,
+                connect_host=connect_host,
+                health_path=health_path,
+                env=child_env,
+                startup_timeout=startup,
+                shutdown_timeout=shutdown,
+                port_mode=port_mode,
+                stream=output,
+            )
+        )
+
+    cmd = _check_args("command", command, allow_empty=False)
+    names = _placeholders(cmd)
+    if "app" in names and app is None:
+        raise ValueError("command uses {app} but no app was given")
+    if app is not None and "app" not in names:
+        raise ValueError(
+            f"app={app!r} is not used: the command has no {{app}} placeholder; "
+            "drop app or put {app} in the command"
+        )
+    if "fd" in names and not _platform.CAN_PASS_FD:
+        raise ValueError("{fd} is not supported on this platform; use {port} instead")
+    mode: PortMode = "fd" if "fd" in names else "reserve" if "port" in names else "report"
+    full = [*cmd, *extra]
+
+    def build_command(fd: int | None, port: int | None) -> list[str]:
+        values = {
+            "host": bind_host,
+            "port": "" if port is None else str(port),
+            "fd": "" if fd is None else str(fd),
+            "python": sys.executable,
+            "app": app or "",
+        }
+        return [part.format(**values) for part in full]
+
+    return ServerLauncher(
+        LaunchSpec(
+            kind="exec",
+            build_args=build_command,
+            display_prefix=(),
+            host=bind_host,
+            connect_host=connect_host,
+            health_path=health_path,
+            env=child_env,
+            startup_timeout=startup,
+            shutdown_timeout=shutdown,
+            port_mode=mode,
+            stream=output,
+        )
+    )
+
+
+def _check_host(host: str, allow_remote: bool) -> tuple[str, str]:
+    """(address to bind, address to connect to)."""
+    if host == "localhost":
+        return "127.0.0.1", "127.0.0.1"  # resolving 'localhost' costs time and may give ::1
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"host must be an IP address such as '127.0.0.1' or '::1', got {host!r}"
+        ) from None
+    if address.is_loopback:
+        return host, host
+    if not allow_remote:
+        raise ValueError(
+            f"host={host!r} would make the server reachable from other machines; "
+            "pass allow_remote=True if that is really what you want"
+        )
+    if address.is_unspecified:
+        return host, "::1" if address.version == 6 else "127.0.0.1"
+    return host, host
+
+
+def _check_timeout(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def _check_env(env: object) -> Mapping[str, str | None] | None:
+    if env is None:
+        return None
+    if not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping of names to strings (or None), got {env!r}")
+    problems = []
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            problems.append(f"bad variable name {key!r}")
+        elif value is not None and not isinstance(value, str):
+            problems.append(
+                f"{key}={value!r} is a {type(value).__name__}; pass a string (or None to remove it)"
+            )
+    if problems:
+        raise TypeError("env: " + "; ".join(problems))
+    return env
+
+
+def _check_args(name: str, value: object, *, allow_empty: bool) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be a list of strings (no shell is used), got {value!r}; "
+            'e.g. ["{python}", "-m", "hypercorn", "--bind", "fd://{fd}", "pkg.mod:app"]'
+        )
+    items = list(value)
+    bad = [item for item in items if not isinstance(item, str)]
+    if bad:
+        raise TypeError(f"{name} must contain only strings, got {bad[0]!r}")
+    if not items and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    return items
+
+
+def _placeholders(parts: Sequence[str]) -> set[str]:
+    names: set[str] = set()
+    for part in parts:
+        try:
+            parsed = list(string.Formatter().parse(part))
+        except ValueError as exc:
+            raise ValueError(
+                f"bad placeholder in command argument {part!r}: {exc} (write {{{{ for a brace)"
+            ) from None
+        for _, field, spec, conversion in parsed:
+            if field is None:
+                continue
+            if field not in _PLACEHOLDERS or spec or conversion:
+                raise ValueError(
+                    f"unknown placeholder {{{field}}} in command argument {part!r}; "
+                    f"use {', '.join('{' + n + '}' for n in sorted(_PLACEHOLDERS))} "
+                    "(write {{ and }} for literal braces)"
+                )
+            names.add(field)
+    return names

@@ -1,0 +1,443 @@
+"""Starting, watching, stopping and reaping one server process: the single implementation.
+
+Each launch gets one supervisor thread that spawns the child and lives until the child has been
+reaped. Spawning from it (never from a short-lived worker thread) matters: ``PR_SET_PDEATHSIG``
+fires when the *thread* that spawned the child ends. The thread runs a small selector loop over
+the child's exit (a pidfd on Linux), the health probe, and a control socket; the sync and async
+front ends only wait for its state changes (a ``threading.Event``, or a readable socket that
+anyio can wait on), so both share every decision made here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+from . import _platform
+from ._errors import ServerStartError, ServerStartTimeout
+from ._output import OutputSink
+from ._ready import HealthProbe, ProbeFailed
+
+PortMode = Literal["fd", "reserve", "report"]
+
+_BACKOFF_START = 0.001
+_BACKOFF_MAX = 0.05
+_REAP_CAP = 10.0  # after SIGKILL; only a process stuck in the kernel takes longer
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a launch needs, validated by ``launch_server``."""
+
+    kind: Literal["module", "exec"]
+    build_args: Callable[[int | None, int | None], list[str]]  # (fd, port) -> server argv
+    display_prefix: tuple[str, ...]
+    host: str
+    connect_host: str
+    health_path: str
+    env: Mapping[str, str]
+    startup_timeout: float
+    shutdown_timeout: float
+    port_mode: PortMode
+    stream: IO[Any] | None
+
+
+class Supervisor:
+    """One server process from spawn to reap. Thread-safe; driven by its own thread."""
+
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
+        self.command: list[str] = []
+        self.port: int | None = None
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.error: ServerStartError | None = None
+        self.killed = False
+        self.exited_on_its_own = False
+        self.stop_requested = False
+        self.log_path: str | None = None
+        self.ready = threading.Event()  # set when ready, or when finished without being ready
+        self.finished = threading.Event()
+        self._notify_r, self._notify_w = socket.socketpair()
+        self._notify_r.setblocking(False)
+        self._notify_w.setblocking(False)
+        self._control_r, self._control_w = socket.socketpair()
+        self._control_r.setblocking(False)
+        self._control_w.setblocking(False)
+        self._listener: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._status_r: int | None = None
+        self._status_buf = b""
+        self._exit_watch: _platform.ExitWatch | None = None
+        self._failure: tuple[str, str] | None = None  # (kind, reason), built into an error later
+        self._last_status: int | None = None
+        self._last_problem = ""
+        self.output = OutputSink(spec.stream, self._port_reported)
+        self._thread = threading.Thread(target=self._main, name="server-launcher", daemon=True)
+
+    # -- front-end side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the port now (errors raise here), then spawn from the supervisor thread."""
+        try:
+            if self.spec.port_mode == "fd":
+                self._listener = _platform.listening_socket(self.spec.host)
+                self.port = self._listener.getsockname()[1]
+            elif self.spec.port_mode == "reserve":
+                self._listener = _platform.port_reservation(self.spec.host)
+                self.port = self._listener.getsockname()[1]
+                if _platform.IS_WINDOWS:
+                    self._listener.close()
+                    self._listener = None
+        except BaseException:
+            self.close()
+            raise
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the supervisor to stop the server (idempotent, non-blocking, any thread)."""
+        self.stop_requested = True
+        with contextlib.suppress(OSError):
+            self._control_w.send(b"s")
+
+    async def wait_async(self, event: threading.Event) -> None:
+        """Wait for ``event`` without blocking the event loop (asyncio or trio, via anyio)."""
+        import anyio
+
+        while not event.is_set():
+            await anyio.wait_readable(self._notify_r)
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                self._notify_r.recv(4096)
+
+    def close(self) -> None:
+        """Release what the front end shares with the supervisor (after ``finished``)."""
+        if self._thread.is_alive():
+            self._thread.join()
+        for sock in (self._notify_r, self._notify_w, self._control_r, self._control_w):
+            sock.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def note(self, text: str) -> None:
+        """Add a line of our own to the server's log."""
+        self.output.note(text)
+
+    # -- supervisor thread ------------------------------------------------------------------
+
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):
+            self._notify_w.send(b"!")
+
+    def _port_reported(self, port: int) -> None:
+        if self.port is None:
+            self.port = port
+            with contextlib.suppress(OSError):
+                self._control_w.send(b"p")
+
+    def _main(self) -> None:
+        try:
+            self._spawn()
+        except Exception as exc:  # the command could not be run at all
+            self._failure = ("spawn", f"could not start the server: {exc}")
+            self._finish()
+            return
+        try:
+            with selectors.DefaultSelector() as sel:
+                assert self._exit_watch is not None
+                sel.register(self._exit_watch, selectors.EVENT_READ, "exit")
+                sel.register(self._control_r, selectors.EVENT_READ, "control")
+                if self._status_r is not None:
+                    sel.register(self._status_r, selectors.EVENT_READ, "status")
+                if self._wait_ready(sel):
+                    self.ready.set()
+                    self._poke()
+                    self._wait_stop_or_exit(sel)
+                elif self.stop_requested and self._failure is None:
+                    self._stop(sel)
+        except BaseException as exc:  # a bug here must not leave the child running
+            self._failure = ("internal", f"server-launcher failed while supervising: {exc!r}")
+        self._finish()
+
+    def _spawn(self) -> None:
+        spec = self.spec
+        fd = self._listener.fileno() if spec.port_mode == "fd" and self._listener else None
+        args = spec.build_args(fd, self.port)
+        self.command = [*spec.display_prefix, *args]
+        status = _platform.status_pipe()
+        status_w = None
+        if status is not None:
+            self._status_r, status_w = status
+        pass_fds = [f for f in (fd, status_w) if f is not None]
+        try:
+            argv = _platform.child_argv(spec.kind, args, status_fd=status_w)
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=dict(spec.env),
+                close_fds=True,
+                **_platform.popen_options(pass_fds),
+            )
+        finally:
+            if status_w is not None:
+                os.close(status_w)
+            if spec.port_mode == "fd" and self._listener is not None:
+                # The child holds the socket now; without our copy, its death resets our probe.
+                self._listener.close()
+                self._listener = None
+        if self._status_r is None:
+            self.pid = self._proc.pid
+        assert self._proc.stdout is not None
+        self.output.start(self._proc.stdout)
+        self._exit_watch = _platform.ExitWatch(self._proc)
+
+    def _read_status(self) -> bool:
+        """Read the server's pid from the sentinel; True at EOF."""
+        if self._status_r is None:
+            return True
+        try:
+            data = os.read(self._status_r, 64)
+        except OSError:
+            data = b""
+        self._status_buf += data
+        if b"\n" in self._status_buf and self.pid is None:
+            with contextlib.suppress(ValueError):
+                self.pid = int(self._status_buf.split(b"\n", 1)[0])
+        return not data
+
+    def _wait_ready(self, sel: selectors.BaseSelector) -> bool:
+        spec = self.spec
+        deadline = time.monotonic() + spec.startup_timeout
+        probe: HealthProbe | None = None
+        next_probe = time.monotonic()
+        backoff = _BACKOFF_START
+
+        def drop_probe(problem: str) -> None:
+            nonlocal probe, next_probe, backoff
+            if probe is not None:
+                sel.unregister(probe)
+                probe.close()
+                probe = None
+            self._last_problem = problem
+            next_probe = time.monotonic() + backoff
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+
+        try:
+            while True:
+                now = time.monotonic()
+                if probe is None and self.port is not None and now >= next_probe:
+                    try:
+                        probe = HealthProbe(spec.connect_host, self.port, spec.health_path)
+                        sel.register(
+                            probe,
+                            selectors.EVENT_READ if probe.connected else selectors.EVENT_WRITE,
+                            "probe",
+                        )
+                    except ProbeFailed as exc:
+                        probe = None
+                        drop_probe(str(exc))
+                if now >= deadline:
+                    self._failure = ("timeout", "")
+                    _platform.kill(self._proc_or_fail())
+                    return False
+                wait = deadline - now
+                if probe is None and self.port is not None:
+                    wait = min(wait, max(next_probe - now, 0.0))
+                for key, _ in sel.select(wait):
+                    tag = key.data
+                    if tag == "exit":
+                        self._failure = ("exit", "")
+                        return False
+                    if tag == "control":
+                        data = self._drain_control()
+                        if b"s" in data:
+                            return False
+                    elif tag == "status" and (self._read_status() or self.pid is not None):
+                        sel.unregister(key.fileobj)
+                    elif tag == "probe" and probe is not None:
+                        try:
+                            if not probe.connected:
+                                probe.on_writable()
+                                sel.modify(probe, selectors.EVENT_READ, "probe")
+                            elif probe.on_readable():
+                                status = probe.status
+                                self._last_status = status
+                                if status == 200:
+                                    drop_probe("")
+                                    self._await_pid()
+                                    return True
+                                drop_probe(f"health answered {status}")
+                        except ProbeFailed as exc:
+                            drop_probe(str(exc))
+        finally:
+            if probe is not None:
+                probe.close()
+
+    def _await_pid(self) -> None:
+        if self.pid is None and self._status_r is not None:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self._status_r, selectors.EVENT_READ)
+                end = time.monotonic() + 2.0
+                while self.pid is None and time.monotonic() < end:
+                    if sel.select(end - time.monotonic()) and self._read_status():
+                        break
+        if self.pid is None:
+            self.pid = self._proc_or_fail().pid
+
+    def _drain_control(self) -> bytes:
+        try:
+            return self._control_r.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return b""
+
+    def _proc_or_fail(self) -> subprocess.Popen[bytes]:
+        assert self._proc is not None
+        return self._proc
+
+    def _wait_stop_or_exit(self, sel: selectors.BaseSelector) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            if self._status_r is not None:
+                sel.unregister(self._status_r)
+        while True:
+            for key, _ in sel.select():
+                if key.data == "exit":
+                    self.exited_on_its_own = True
+                    return
+                if key.data == "control" and b"s" in self._drain_control():
+                    self._stop(sel)
+                    return
+
+    def _stop(self, sel: selectors.BaseSelector) -> None:
+        """SIGTERM to the group, wait on the process itself, SIGKILL after the grace period."""
+        proc = self._proc_or_fail()
+        _platform.terminate(proc)
+        kill_at = time.monotonic() + self.spec.shutdown_timeout
+        while True:
+            remaining = kill_at - time.monotonic()
+            if remaining <= 0:
+                self.killed = True
+                _platform.kill(proc)
+                return
+            if any(key.data == "exit" for key, _ in sel.select(remaining)):
+                return
+
+    def _finish(self) -> None:
+        """Kill what is left of the group, reap, drain the output, report."""
+        proc = self._proc
+        if proc is not None:
+            _platform.kill(proc)  # leftovers (workers); the unreaped leader keeps the group id ours
+            try:
+                proc.wait(timeout=_REAP_CAP)
+            except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the kernel
+                self._failure = self._failure or ("internal", "the server could not be reaped")
+            self.returncode = proc.returncode
+            self.output.wait_drained(2.0)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        if self._exit_watch is not None:
+            self._exit_watch.close()
+        if self._status_r is not None:
+            os.close(self._status_r)
+            self._status_r = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self.killed:
+            self.note(
+                f"server-launcher: the server did not exit within {self.spec.shutdown_timeout:g} s "
+                "of SIGTERM and was killed with SIGKILL"
+            )
+        failed = self._failure is not None and not (
+            self.stop_requested and not self.ready.is_set() and self._failure[0] == "exit"
+        )
+        unclean = (
+            self.killed
+            or self.exited_on_its_own
+            or (self.ready.is_set() and not _platform.is_clean_exit(self.returncode))
+        )
+        self.log_path = self.output.close(keep_log=failed or unclean)
+        if self._failure is not None and not (self.stop_requested and not self.ready.is_set()):
+            self.error = self._build_error(*self._failure)
+        self.finished.set()
+        self.ready.set()
+        self._poke()
+
+    def _build_error(self, kind: str, reason: str) -> ServerStartError:
+        spec = self.spec
+        tail = self.output.tail()
+        command = self.command or list(spec.display_prefix)
+        url = f"http://{_url_host(spec.connect_host)}:{self.port}{spec.health_path}"
+        if kind == "timeout":
+            seen = (
+                f"the health check last answered {self._last_status}"
+                if self._last_status is not None
+                else f"the health check never answered ({self._last_problem or 'no answer'})"
+            )
+            return ServerStartTimeout(
+                f"the server was not ready within {spec.startup_timeout:g} s (startup_timeout): "
+                f"GET {url} never answered 200; {seen}; the server was killed",
+                command=command,
+                timeout=spec.startup_timeout,
+                last_health_status=self._last_status,
+                returncode=self.returncode,
+                output_tail=tail,
+                log_path=self.log_path,
+            )
+        if kind == "exit":
+            reason = (
+                f"the server exited with {describe_returncode(self.returncode)} before it was "
+                f"ready (health check GET {url})"
+            )
+        return ServerStartError(
+            reason,
+            command=command,
+            returncode=self.returncode,
+            output_tail=tail,
+            log_path=self.log_path,
+        )
+
+
+def describe_returncode(returncode: int | None) -> str:
+    """``exit code 1`` or ``signal SIGKILL``, for messages."""
+    if returncode is None:
+        return "no exit status"
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"signal {name} (returncode {returncode})"
+    return f"exit code {returncode}"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def url_for(host: str, port: int) -> str:
+    """``http://127.0.0.1:PORT`` (IPv6 hosts in brackets)."""
+    return f"http://{_url_host(host)}:{port}"
+
+
+def merged_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
+    """``os.environ`` with ``env`` on top; a None value removes that key."""
+    result = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result

@@ -1,0 +1,120 @@
+"""Shared helpers for the server-launcher tests (importlib mode: fixtures, not imports)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from server_launcher import ServerLauncher, launch_server
+
+APPS = Path(__file__).parent / "apps"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def apps_dir() -> Path:
+    return APPS
+
+
+@pytest.fixture
+def testapp() -> Callable[..., ServerLauncher]:
+    """``testapp(TESTAPP_X="1", ..., **launch_kwargs)``: the misbehaving test app."""
+
+    def launch(env: dict[str, str | None] | None = None, **kwargs: Any) -> ServerLauncher:
+        return launch_server(
+            "launcher_testapp:create_app",
+            server_args=["--app-dir", str(APPS), *kwargs.pop("server_args", ())],
+            env=env,
+            **kwargs,
+        )
+
+    return launch
+
+
+@pytest.fixture
+def fdserver_command() -> list[str]:
+    """A tiny stdlib server taking the listening socket by fd; starts in milliseconds."""
+    return ["{python}", "-I", "-S", str(APPS / "fdserver.py"), "{fd}"]
+
+
+def _get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path or "/")
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def get() -> Callable[..., tuple[int, bytes]]:
+    """``get(url) -> (status, body)`` with the standard library."""
+    return _get
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only a zombie (whose reaping is up to its new parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if _gone(pid):
+            return True
+        time.sleep(0.01)
+    return _gone(pid)
+
+
+@pytest.fixture
+def wait_gone() -> Callable[[int, float], bool]:
+    """``wait_gone(pid, timeout) -> bool``: the process is gone (or a zombie) in time."""
+    return _wait_gone
+
+
+def _resources() -> dict[str, int]:
+    children = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                children += len(f.read().split())
+        except OSError:
+            pass
+    return {
+        "fds": len(os.listdir("/proc/self/fd")),
+        "threads": threading.active_count(),
+        "children": children,
+    }
+
+
+@pytest.fixture
+def resources() -> Callable[[], dict[str, int]]:
+    """A snapshot of this process's open fds, live threads and child processes (Linux)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("counts resources through /proc")
+    return _resources
