@@ -46,6 +46,9 @@ def test_piece_installs_alone_with_its_own_dependencies_only(built, make_venv, n
     unexpected = NEVER_PULLED[name] & set(installed)
     assert not unexpected, f"installing {name} alone pulled {sorted(unexpected)}"
     venv.python_run("-c", f"import {dist.import_name}")
+    if name == "server-launcher":
+        # The embedded demo app (the bundle's default) runs on server-launcher's deps alone.
+        venv.python_run("-c", "import server_launcher.demo")
 
 
 def test_bundle_installs_with_its_siblings_and_imports(built, bundle_venv):
