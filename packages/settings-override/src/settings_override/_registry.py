@@ -258,7 +258,14 @@ class SettingsRegistry:
         """
         setting = self._settings.get(name) or self._settings.get(self.prefix + name)
         if setting is None:
-            raise UnknownSettingError([name], {name: close_matches(name, self._settings)})
+            hints = close_matches(
+                name, [*self._settings, *(s.key for s in self._settings.values())]
+            )
+            full = [
+                self._settings.get(hint) or self._settings[self.prefix + hint] for hint in hints
+            ]
+            suggestions = list(dict.fromkeys(setting.name for setting in full))
+            raise UnknownSettingError([name], {name: suggestions})
         return setting
 
     @property

@@ -1,0 +1,149 @@
+"""Isolation across asyncio tasks, trio tasks, threads; inheritance; cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from settings_override import Setting, SettingsRegistry, temporary_settings
+
+
+@pytest.fixture
+def port(registry: SettingsRegistry) -> Setting[int]:
+    return registry.define("PORT", int, 80)
+
+
+@pytest.mark.anyio
+async def test_two_tasks_see_only_their_own_override(port: Setting[int]) -> None:
+    """Runs on asyncio and on trio (through anyio): the tasks interleave inside overrides."""
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    a_entered, b_entered = anyio.Event(), anyio.Event()
+
+    async def task(name: str, value: int, mine: anyio.Event, other: anyio.Event) -> None:
+        async with temporary_settings({port: value}):
+            mine.set()
+            await other.wait()  # both overrides are active now
+            for _ in range(3):
+                seen[name].append(port.value())
+                await anyio.lowlevel.checkpoint()
+        seen[name].append(port.value())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task, "a", 1, a_entered, b_entered)
+        tg.start_soon(task, "b", 2, b_entered, a_entered)
+    assert seen == {"a": [1, 1, 1, 80], "b": [2, 2, 2, 80]}
+    assert port.value() == 80
+
+
+@pytest.mark.anyio
+async def test_child_tasks_inherit_the_override(port: Setting[int]) -> None:
+    seen: list[int] = []
+
+    async def child() -> None:
+        seen.append(port.value())
+        async with temporary_settings({port: 3}):  # a child's own override stays in the child
+            seen.append(port.value())
+
+    async with temporary_settings({port: 2}):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child)
+        assert port.value() == 2
+    assert seen == [2, 3]
+    assert port.value() == 80
+
+
+def test_asyncio_tasks_created_directly(port: Setting[int]) -> None:
+    async def main() -> list[int]:
+        async def read() -> int:
+            await asyncio.sleep(0)
+            return port.value()
+
+        async def overriding(value: int) -> int:
+            with temporary_settings({port: value}):
+                await asyncio.sleep(0)
+                return await asyncio.create_task(read())  # inherits
+
+        with temporary_settings({port: 7}):
+            return list(await asyncio.gather(overriding(5), overriding(6), read()))
+
+    assert asyncio.run(main()) == [5, 6, 7]
+    assert port.value() == 80
+
+
+@pytest.mark.anyio
+async def test_restored_on_cancellation(port: Setting[int]) -> None:
+    entered = anyio.Event()
+
+    async def hold() -> None:
+        async with temporary_settings({port: 9}, mirror_environ=True):
+            entered.set()
+            await anyio.sleep_forever()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold)
+            await entered.wait()
+            tg.cancel_scope.cancel()
+    with anyio.move_on_after(0) as scope:
+        async with temporary_settings({port: 10}):
+            await anyio.sleep(1)
+    assert scope.cancelled_caught
+    assert port.value() == 80
+    import os
+
+    assert port.name not in os.environ
+
+
+def test_two_threads_see_only_their_own_override(port: Setting[int]) -> None:
+    barrier = threading.Barrier(2, timeout=10)
+    seen: dict[int, list[int]] = {}
+
+    def worker(value: int) -> None:
+        with temporary_settings({port: value}):
+            barrier.wait()  # both overrides are active at the same time
+            seen[value] = [port.value()]
+            barrier.wait()
+        seen[value].append(port.value())
+
+    with temporary_settings({port: 99}):
+        threads = [threading.Thread(target=worker, args=(v,)) for v in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert port.value() == 99
+    # A new thread starts with no overrides; the parent's 99 is not seen there.
+    assert seen == {1: [1, 80], 2: [2, 80]}
+
+
+def test_thread_started_with_a_copied_context_inherits(port: Setting[int]) -> None:
+    seen: list[int] = []
+    with temporary_settings({port: 4}):
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(lambda: seen.append(port.value()),))
+        thread.start()
+        thread.join(10)
+    assert seen == [4]
+
+
+@pytest.mark.anyio
+async def test_worker_threads_from_anyio_inherit(port: Setting[int]) -> None:
+    async with temporary_settings({port: 6}):
+        assert await anyio.to_thread.run_sync(port.value) == 6
+
+
+def test_exit_in_another_context_leaves_no_stale_value(port: Setting[int]) -> None:
+    """An override entered in one context and left in another (as some async fixture runners
+    do) is gone from the first context too."""
+    override = temporary_settings({port: 5})
+    override.__enter__()
+    try:
+        contextvars.copy_context().run(override.__exit__, None, None, None)
+        assert port.value() == 80
+    finally:
+        override.__exit__(None, None, None)
