@@ -49,6 +49,9 @@ def _probe_real_check() -> str | None:
 
 _NEGATIVE_MESSAGE: Final = _probe_real_check()
 
+# Marks "no positional argument" so that `sleep(delay=1)` can be told from `sleep(1)`.
+_NO_DELAY: Final[Any] = object()
+
 
 def _real_sleep() -> Callable[[float], Awaitable[None]]:
     """The real `anyio.sleep`, even when it is already patched by an outer recorder."""
@@ -86,20 +89,25 @@ class SleepRecorder:
         self._mock: AsyncMock | None = None
         self._replayed = 0
 
-    async def __call__(self, *args: Any, **kwargs: Any) -> None:
+    async def __call__(self, delay: Any = _NO_DELAY, /, *args: Any, **kwargs: Any) -> None:
         """Sleep for no real time: record the delay, then let other tasks run once."""
-        if kwargs or len(args) != 1:
-            delay = _bind_delay(*args, **kwargs)
-            odd = True
-        else:
-            delay = args[0]
-            odd = False
-        if _NEGATIVE_MESSAGE is not None and not delay >= 0:
+        if args or kwargs or delay is _NO_DELAY:
+            await self._odd_call((() if delay is _NO_DELAY else (delay, *args)), kwargs)
+            return
+        if not delay >= 0 and _NEGATIVE_MESSAGE is not None:
             raise ValueError(_NEGATIVE_MESSAGE)
         # `float + delay` rejects what the event loops' own clock arithmetic rejects (Decimal).
         self._shift = self._shift + delay
-        if odd:
-            self._odd[len(self._delays)] = (args, kwargs)
+        self._delays.append(delay)
+        await self._sleep(0)
+
+    async def _odd_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A call that is not `sleep(delay)`: bind it like anyio.sleep, keep its arguments."""
+        delay = _bind_delay(*args, **kwargs)
+        if not delay >= 0 and _NEGATIVE_MESSAGE is not None:
+            raise ValueError(_NEGATIVE_MESSAGE)
+        self._shift = self._shift + delay
+        self._odd[len(self._delays)] = (args, kwargs)
         self._delays.append(delay)
         await self._sleep(0)
 

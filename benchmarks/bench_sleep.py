@@ -1,0 +1,244 @@
+"""fake-sleep benchmark: sleeps per second and bytes retained per call, side by side.
+
+Cases, each on asyncio and trio under `anyio.run`:
+
+1. baseline: the documented `mock_anyio_sleep` fixture, reimplemented (an AsyncMock whose side
+   effect adds the delay to a shift and awaits the real `anyio.sleep(0)`);
+2. bare: a counter patch that awaits the real `anyio.sleep(0)` (the floor for any mock);
+3. recorder: `fake_sleep.patch_sleep()`;
+4. virtual: `fake_sleep.virtual_time()` (when the package exports it), against trio's own
+   `trio.testing.MockClock(autojump_threshold=0)` under the same anyio runner.
+
+Speed and memory are measured in separate runs (tracemalloc slows everything down); memory is
+what is still allocated after the loop while the fake is alive, divided by the number of calls.
+
+    hatch run bench:sleep [--n 100000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest.mock import AsyncMock
+
+import anyio
+import pendulum
+import trio.testing
+
+import fake_sleep
+
+DELAY = 0.001
+
+
+# -- the fakes under test -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def baseline_fixture() -> Iterator[Any]:
+    """The documented fixture: AsyncMock + side effect, pendulum.now shifted."""
+    original_now = pendulum.now
+    original_sleep = anyio.sleep
+    time_shift = 0.0
+
+    async def callback(delay_in_seconds: float) -> None:
+        nonlocal time_shift
+        time_shift += float(delay_in_seconds)
+        await original_sleep(0)
+
+    def latest_now(*args: Any) -> Any:
+        return original_now(*args).add(
+            seconds=int(time_shift), microseconds=int((time_shift - int(time_shift)) * 1000000)
+        )
+
+    sleep = AsyncMock(side_effect=callback)
+    setattr(pendulum, "now", latest_now)  # noqa: B010 - as monkeypatch.setattr does
+    setattr(anyio, "sleep", sleep)  # noqa: B010
+    try:
+        yield sleep
+    finally:
+        setattr(anyio, "sleep", original_sleep)  # noqa: B010
+        setattr(pendulum, "now", original_now)  # noqa: B010
+
+
+@contextlib.contextmanager
+def bare_patch() -> Iterator[Any]:
+    """The floor: count the call, stay a checkpoint, nothing else."""
+    original_sleep = anyio.sleep
+    count = 0
+
+    async def sleep(delay: float) -> None:
+        nonlocal count
+        count += 1
+        await original_sleep(0)
+
+    setattr(anyio, "sleep", sleep)  # noqa: B010
+    try:
+        yield sleep
+    finally:
+        setattr(anyio, "sleep", original_sleep)  # noqa: B010
+
+
+# -- running one case ---------------------------------------------------------------------
+
+
+async def _loop(n: int) -> None:
+    for _ in range(n):
+        await anyio.sleep(DELAY)
+
+
+def run_patched(
+    factory: Callable[[], contextlib.AbstractContextManager[Any]],
+    backend: str,
+    n: int,
+    measure_memory: bool,
+) -> float:
+    """Seconds for n sleeps (or bytes retained per call) with a sync patch around the loop."""
+
+    async def main() -> float:
+        with factory() as fake:
+            if measure_memory:
+                gc.collect()
+                tracemalloc.start()
+                before = tracemalloc.get_traced_memory()[0]
+                await _loop(n)
+                after = tracemalloc.get_traced_memory()[0]
+                tracemalloc.stop()
+                del fake
+                return (after - before) / n
+            start = time.perf_counter()
+            await _loop(n)
+            return time.perf_counter() - start
+
+    return anyio.run(main, backend=backend)
+
+
+def run_virtual(backend: str, n: int, measure_memory: bool) -> float:
+    """The virtual clock around the loop."""
+    virtual_time: Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+    virtual_time = fake_sleep.virtual_time  # type: ignore[attr-defined]
+
+    async def main() -> float:
+        async with virtual_time():
+            if measure_memory:
+                gc.collect()
+                tracemalloc.start()
+                before = tracemalloc.get_traced_memory()[0]
+                await _loop(n)
+                after = tracemalloc.get_traced_memory()[0]
+                tracemalloc.stop()
+                return (after - before) / n
+            start = time.perf_counter()
+            await _loop(n)
+            return time.perf_counter() - start
+
+    return anyio.run(main, backend=backend)
+
+
+def run_mock_clock(n: int, measure_memory: bool) -> float:
+    """trio's own MockClock with autojump 0, under the same anyio runner."""
+
+    async def main() -> float:
+        if measure_memory:
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            await _loop(n)
+            after = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            return (after - before) / n
+        start = time.perf_counter()
+        await _loop(n)
+        return time.perf_counter() - start
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    return anyio.run(main, backend="trio", backend_options={"clock": clock})
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def measure(run: Callable[[int, bool], float], n: int, repeat: int) -> tuple[float, float]:
+    """Best sleeps/s over `repeat` runs, and bytes retained per call (one traced run)."""
+    best = min(run(n, False) for _ in range(repeat))
+    per_call = run(min(n, 20_000), True)
+    return n / best, per_call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="sleeps per run (asyncio)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (best kept)")
+    args = parser.parse_args()
+    n_asyncio, n_trio, repeat = args.n, max(args.n // 2, 1), args.repeat
+
+    results: dict[tuple[str, str], tuple[float, float]] = {}
+    cases: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Any]]]] = [
+        ("baseline (AsyncMock)", baseline_fixture),
+        ("bare patch (floor)", bare_patch),
+        ("recorder (patch_sleep)", fake_sleep.patch_sleep),
+    ]
+    for backend, n in (("asyncio", n_asyncio), ("trio", n_trio)):
+        for name, factory in cases:
+            results[(name, backend)] = measure(
+                functools.partial(run_patched, factory, backend), n, repeat
+            )
+    has_virtual = hasattr(fake_sleep, "virtual_time")
+    if has_virtual:
+        for backend, n in (("asyncio", n_asyncio), ("trio", n_trio)):
+            results[("virtual_time", backend)] = measure(
+                functools.partial(run_virtual, backend), n, repeat
+            )
+    results[("trio MockClock(autojump 0)", "trio")] = measure(run_mock_clock, n_trio, repeat)
+
+    print(
+        f"fake-sleep benchmark: {n_asyncio} sleeps on asyncio, {n_trio} on trio, best of {repeat}"
+    )
+    print(f"{'case':<30}{'backend':<9}{'sleeps/s':>12}{'B/call':>9}{'vs baseline':>13}")
+    for (name, backend), (rate, per_call) in results.items():
+        base = results.get(("baseline (AsyncMock)", backend), (rate, 0.0))[0]
+        print(f"{name:<30}{backend:<9}{rate:>12,.0f}{per_call:>9.1f}{rate / base:>12.2f}x")
+
+    print()
+    print("targets:")
+
+    def check(label: str, ok: bool, detail: str) -> None:
+        print(f"  [{'ok' if ok else 'MISS'}] {label}: {detail}")
+
+    for backend in ("asyncio", "trio"):
+        rate, per_call = results[("recorder (patch_sleep)", backend)]
+        floor = results[("bare patch (floor)", backend)][0]
+        base_rate, base_mem = results[("baseline (AsyncMock)", backend)]
+        line = (
+            f"{rate:,.0f}/s ({rate / base_rate:.2f}x baseline, {rate / floor:.0%} of the floor),"
+            f" {per_call:.1f} B/call (baseline {base_mem:.0f})"
+        )
+        if backend == "asyncio":
+            check(
+                "recorder >= 250k sleeps/s and <= 64 B/call on asyncio",
+                rate >= 250_000 and per_call <= 64,
+                line,
+            )
+        else:
+            check("recorder <= 64 B/call on trio", per_call <= 64, line)
+    if has_virtual:
+        rate = results[("virtual_time", "asyncio")][0]
+        check("virtual_time >= 100k sleeps/s on asyncio", rate >= 100_000, f"{rate:,.0f}/s")
+        rate = results[("virtual_time", "trio")][0]
+        mock = results[("trio MockClock(autojump 0)", "trio")][0]
+        check(
+            "virtual_time on trio >= 85% of MockClock",
+            rate >= 0.85 * mock,
+            f"{rate:,.0f}/s vs {mock:,.0f}/s ({rate / mock:.0%})",
+        )
+    else:
+        print("  (fake_sleep.virtual_time is not available: virtual clock cases skipped)")
+
+
+if __name__ == "__main__":
+    main()
