@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 
 import anyio
 import anyio.lowlevel
@@ -58,7 +58,7 @@ async def test_fresh_override_per_call_concurrently(port: Setting[int]) -> None:
 
 def test_generator_function_holds_the_override_between_yields(port: Setting[int]) -> None:
     @temporary_settings({port: 4})
-    def gen() -> Iterator[int]:
+    def gen() -> Generator[int, int, None]:
         received = yield port.value()
         yield received
 

@@ -111,7 +111,7 @@ def test_same_setting_updated_and_restored_is_an_error(port: Setting[int]) -> No
     with pytest.raises(TypeError, match="iterable"):
         temporary_settings(restore_defaults=port.name)
     with pytest.raises(TypeError, match="Setting objects or environment names"):
-        temporary_settings({1: 2})
+        temporary_settings({1: 2})  # type: ignore[dict-item]
 
 
 def test_restored_on_exit_and_on_exception(port: Setting[int]) -> None:
