@@ -63,6 +63,12 @@ class RunningServer:
             return self._sup.log_path
         return self._sup.output.log_path
 
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the server to exit on its own (it is not stopped); its status, or None."""
+        if not self._sup.finished.wait(timeout):
+            return None
+        return self._sup.returncode
+
     def stop(self) -> int | None:
         """Stop the server (SIGTERM, then SIGKILL after ``shutdown_timeout``) and reap it.
 
@@ -246,10 +252,10 @@ def launch_server(
         raise TypeError(
             f"output must be None or a writable file object such as sys.stderr, got {output!r}"
         )
-    if app is not None and (not isinstance(app, str) or not _APP_RE.match(app)):
-        raise ValueError(
-            f"app must be an import string 'package.module:attribute', got {app!r}"
-        )
+    if app is not None and not isinstance(app, str):
+        raise TypeError(f"app must be an import string 'package.module:attribute', got {app!r}")
+    if app is not None and command is None and not _APP_RE.match(app):
+        raise ValueError(f"app must be an import string 'package.module:attribute', got {app!r}")
 
     if command is None:
         spec_app = app if app is not None else DEMO_APP
