@@ -192,3 +192,14 @@ def test_setting_is_generic_and_typed(registry: SettingsRegistry) -> None:
     assert port.type is int
     assert port.type_name == "int"
     assert repr(port) == f"Setting('{port.name}', int, default=1)"
+
+
+def test_replaced_os_environ_is_still_read(
+    registry: SettingsRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code that swaps os.environ for a plain dict (some test helpers do) is honoured."""
+    port = registry.define("PORT", int, 80)
+    monkeypatch.setattr("os.environ", {port.name: "81"})
+    assert port.value() == 81
+    monkeypatch.undo()
+    assert port.value() == 80
