@@ -1,0 +1,117 @@
+"""No server outlives its parent, even when the parent is killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from server_launcher import RunningServer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+
+PARENT = """
+import json, sys, time
+import anyio
+from server_launcher import launch_server
+
+mode, apps = sys.argv[1], sys.argv[2]
+launcher = launch_server(
+    "launcher_testapp:create_app",
+    server_args=["--app-dir", apps],
+    env={"TESTAPP_SPAWN_CHILD": "1"},
+)
+
+def report(server):
+    grandchild = int(server.output().split("grandchild pid ")[1].split()[0])
+    print(json.dumps({"pid": server.pid, "port": server.port, "grandchild": grandchild}), flush=True)
+
+if mode == "sync":
+    with launcher as server:
+        report(server)
+        time.sleep(120)
+else:
+    async def main():
+        async with launcher as server:
+            report(server)
+            await anyio.sleep(120)
+    anyio.run(main, backend=mode)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sync", "asyncio", "trio"])
+def test_server_and_its_children_die_with_a_killed_parent(
+    mode: str, apps_dir: Path, wait_gone: Callable[[int, float], bool]
+) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, mode, str(apps_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    info: dict[str, int] = {}
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        assert line, "the parent did not start its server"
+        info = json.loads(line)
+        assert not wait_gone(info["pid"], 0.0)
+        assert not wait_gone(info["grandchild"], 0.0)
+        if mode != "sync":
+            time.sleep(0.3)  # the async start is long done: its task's thread is not the anchor
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        assert wait_gone(info["pid"], 1.0), "the server outlived its parent"
+        assert wait_gone(info["grandchild"], 1.0), "the server's child outlived it"
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", info["port"]), timeout=1).close()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+        for key in ("pid", "grandchild"):
+            if key in info and not wait_gone(info[key], 0.0):
+                os.kill(info[key], signal.SIGKILL)  # never leave one behind, even on failure
+
+
+def test_server_outlives_the_short_lived_thread_that_started_it(
+    testapp: Callable[..., Any], get: Callable[..., tuple[int, bytes]]
+) -> None:
+    """PR_SET_PDEATHSIG follows the spawning thread: ours is the supervisor, not the caller."""
+    launcher = testapp()
+    started: list[RunningServer] = []
+    thread = threading.Thread(target=lambda: started.append(launcher.__enter__()))
+    thread.start()
+    thread.join()
+    try:
+        time.sleep(0.3)
+        assert get(started[0].url + "/health")[0] == 200
+    finally:
+        launcher.__exit__(None, None, None)
+
+
+@pytest.mark.anyio
+async def test_async_server_outlives_a_worker_thread_start(
+    testapp: Callable[..., Any], get: Callable[..., tuple[int, bytes]]
+) -> None:
+    launcher = testapp()
+    server = await anyio.to_thread.run_sync(launcher.__enter__)
+    try:
+        await anyio.sleep(0.3)
+        status, _ = await anyio.to_thread.run_sync(get, server.url + "/health")
+        assert status == 200
+    finally:
+        await anyio.to_thread.run_sync(launcher.__exit__, None, None, None)
