@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 
 __all__ = [
@@ -14,6 +13,8 @@ __all__ = [
 
 def close_matches(name: str, candidates: Iterable[str]) -> list[str]:
     """Suggest registered names that look like a misspelt `name` (case-insensitive)."""
+    import difflib  # only on the error path: keeps `import settings_override` light
+
     by_upper: dict[str, str] = {}
     for candidate in candidates:
         by_upper.setdefault(candidate.upper(), candidate)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -56,6 +55,8 @@ class Scoped(Generic[T]):
 
     def __call__(self, func: F) -> F:
         """Decorate a sync, async, generator or async generator function (e.g. a fixture)."""
+        import inspect  # only when decorating: keeps `import settings_override` light
+
         if not callable(func) or isinstance(func, type):
             raise TypeError(f"can only decorate functions, got {func!r}")
         fresh = self._fresh

@@ -16,6 +16,7 @@ which skips validation), and exported values parse back to the same model in a c
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Generic, Literal, TypeVar
@@ -124,8 +125,6 @@ class PydanticSnapshot(Mapping[str, Any], Generic[M]):
 
     def subprocess_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """`base` (default `os.environ`) merged with `environment_changes()`."""
-        import os
-
         env = dict(os.environ if base is None else base)
         for key, value in self.environment_changes().items():
             if value is None:
