@@ -31,7 +31,8 @@ def test_sync_launch_serves_the_demo_app_and_stops_cleanly(get: Get) -> None:
         assert status == 200
         assert json.loads(body)["query"] == "x=1"
         log_path = server.log_path
-        assert log_path is not None and os.path.exists(log_path)
+        assert log_path is not None
+        assert os.path.exists(log_path)
         assert stat.S_IMODE(os.stat(log_path).st_mode) == 0o600
         assert server.returncode is None
     assert server.returncode in (0, -signal.SIGTERM)
@@ -193,7 +194,7 @@ def test_command_line_prints_the_url_and_stops_on_ctrl_c(get: Get) -> None:
         assert get(url + "/api/health")[0] == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             get(url + "/api/health", timeout=2)
     finally:
         if proc.poll() is None:

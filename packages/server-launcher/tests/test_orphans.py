@@ -35,7 +35,8 @@ launcher = launch_server(
 
 def report(server):
     grandchild = int(server.output().split("grandchild pid ")[1].split()[0])
-    print(json.dumps({"pid": server.pid, "port": server.port, "grandchild": grandchild}), flush=True)
+    info = {"pid": server.pid, "port": server.port, "grandchild": grandchild}
+    print(json.dumps(info), flush=True)
 
 if mode == "sync":
     with launcher as server:
@@ -74,7 +75,7 @@ def test_server_and_its_children_die_with_a_killed_parent(
         parent.wait(timeout=10)
         assert wait_gone(info["pid"], 1.0), "the server outlived its parent"
         assert wait_gone(info["grandchild"], 1.0), "the server's child outlived it"
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", info["port"]), timeout=1).close()
     finally:
         if parent.poll() is None:

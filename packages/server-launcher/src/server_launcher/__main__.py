@@ -20,8 +20,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m server_launcher",
         description="Run an ASGI app under uvicorn on a free port until Ctrl-C.",
     )
-    parser.add_argument("app", nargs="?", default=DEMO_APP, help=f"import string (default {DEMO_APP})")
-    parser.add_argument("--health-path", default="/health", help="must answer 200 (default /health)")
+    parser.add_argument(
+        "app", nargs="?", default=DEMO_APP, help=f"import string (default {DEMO_APP})"
+    )
+    parser.add_argument(
+        "--health-path", default="/health", help="must answer 200 (default /health)"
+    )
     parser.add_argument("--no-factory", action="store_true", help="app is the ASGI app itself")
     parser.add_argument("--startup-timeout", type=float, default=20.0)
     parser.add_argument("--shutdown-timeout", type=float, default=10.0)

@@ -29,7 +29,8 @@ class RunningServer:
     """A server that answered its health check; yielded by the launcher's ``with`` blocks."""
 
     def __init__(self, supervisor: Supervisor) -> None:
-        assert supervisor.port is not None and supervisor.pid is not None
+        assert supervisor.port is not None
+        assert supervisor.pid is not None
         self._sup = supervisor
         self._finalized = False
         #: The host the server's socket is bound to.
@@ -241,7 +242,9 @@ def launch_server(
     if not isinstance(health_path, str) or not health_path.startswith("/"):
         raise ValueError(f"health_path must be a path starting with '/', got {health_path!r}")
     if any(ch.isspace() for ch in health_path) or any(ord(ch) < 32 for ch in health_path):
-        raise ValueError(f"health_path must not contain spaces or control characters: {health_path!r}")
+        raise ValueError(
+            f"health_path must not contain spaces or control characters: {health_path!r}"
+        )
     if not isinstance(factory, bool):
         raise TypeError(f"factory must be True or False, got {factory!r}")
     startup = _check_timeout("startup_timeout", startup_timeout)

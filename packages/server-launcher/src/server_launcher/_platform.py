@@ -61,7 +61,7 @@ def listening_socket(host: str) -> socket.socket:
     return sock
 
 
-def port_reservation(host: str) -> socket.socket | None:
+def port_reservation(host: str) -> socket.socket:
     """Hold a port for a server that binds it itself (``{port}`` without ``{fd}``).
 
     On Linux and macOS a socket bound with SO_REUSEADDR but not listening keeps the port out of
@@ -264,8 +264,8 @@ def _child_main(argv: list[str]) -> None:
         os.close(status_fd)
         _run_server(kind, args, sentinel)
         return
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # the group is signalled: the server handles it
+    for ignored in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(ignored, signal.SIG_IGN)  # the group is signalled: the server handles it
     os.write(status_fd, f"{pid}\n".encode())
     os.closerange(3, 1 << 16)  # the listening socket and the status pipe belong to the server
     threading.Thread(target=_watch_stdin, daemon=True).start()

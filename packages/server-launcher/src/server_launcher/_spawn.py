@@ -89,14 +89,16 @@ class Supervisor:
         """Take the port now (errors raise here), then spawn from the supervisor thread."""
         try:
             if self.spec.port_mode == "fd":
-                self._listener = _platform.listening_socket(self.spec.host)
-                self.port = self._listener.getsockname()[1]
+                listener = _platform.listening_socket(self.spec.host)
+                self._listener = listener
+                self.port = listener.getsockname()[1]
             elif self.spec.port_mode == "reserve":
-                self._listener = _platform.port_reservation(self.spec.host)
-                self.port = self._listener.getsockname()[1]
+                reservation = _platform.port_reservation(self.spec.host)
+                self.port = reservation.getsockname()[1]
                 if _platform.IS_WINDOWS:
-                    self._listener.close()
-                    self._listener = None
+                    reservation.close()
+                else:
+                    self._listener = reservation
         except BaseException:
             self.close()
             raise

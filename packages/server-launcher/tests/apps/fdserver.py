@@ -21,6 +21,10 @@ while True:
             data += chunk
         status = b"200 OK" if data.startswith(b"GET /health ") else b"404 Not Found"
         conn.sendall(
-            b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode()
-            + b"\r\nConnection: close\r\n\r\n" + body
+            b"HTTP/1.1 "
+            + status
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
         )

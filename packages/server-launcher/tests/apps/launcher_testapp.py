@@ -51,7 +51,9 @@ def create_app() -> Any:
                         sys.stdout.flush()
                         print("testapp: printed", count, flush=True)
                     if os.environ.get("TESTAPP_SPAWN_CHILD"):
-                        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                        child = subprocess.Popen(  # noqa: ASYNC220 - once, at start-up
+                            [sys.executable, "-c", "import time; time.sleep(60)"]
+                        )
                         _children.append(child)
                         print(f"testapp: grandchild pid {child.pid}", flush=True)
                     await send({"type": "lifespan.startup.complete"})
