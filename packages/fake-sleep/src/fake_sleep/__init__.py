@@ -3,12 +3,23 @@
 Mock mode: `patch_sleep()` replaces `anyio.sleep` (or any dotted async sleep) with a
 `SleepRecorder` that returns at once, still a checkpoint, records every delay and shifts
 `pendulum.now` (or any dotted clock) by the total.
+
+Virtual clock mode: `async with virtual_time() as clock:` runs the event loop's own clock in
+virtual time (asyncio and trio), so every sleep and timeout completes at once, in deadline
+order, and a deadlock becomes an error.
 """
 
 from __future__ import annotations
 
 from ._patch import DEFAULT_CLOCKS, DEFAULT_TARGETS, UnknownTargetError, patch_sleep
 from ._recorder import SleepRecorder
+from ._virtual import (
+    VirtualClock,
+    VirtualClockDeadlock,
+    VirtualClockError,
+    VirtualTimeLimitExceeded,
+    virtual_time,
+)
 
 __version__ = "0.1.0"
 
@@ -17,6 +28,11 @@ __all__ = [
     "DEFAULT_TARGETS",
     "SleepRecorder",
     "UnknownTargetError",
+    "VirtualClock",
+    "VirtualClockDeadlock",
+    "VirtualClockError",
+    "VirtualTimeLimitExceeded",
     "__version__",
     "patch_sleep",
+    "virtual_time",
 ]
