@@ -147,3 +147,22 @@ def test_exit_in_another_context_leaves_no_stale_value(port: Setting[int]) -> No
         assert port.value() == 80
     finally:
         override.__exit__(None, None, None)
+
+
+@pytest.mark.anyio
+async def test_a_task_outliving_the_override_stops_seeing_it(port: Setting[int]) -> None:
+    started, ended = anyio.Event(), anyio.Event()
+    seen: list[int] = []
+
+    async def background() -> None:
+        seen.append(port.value())
+        started.set()
+        await ended.wait()
+        seen.append(port.value())
+
+    async with anyio.create_task_group() as tg:
+        with temporary_settings({port: 5}):
+            tg.start_soon(background)
+            await started.wait()
+        ended.set()
+    assert seen == [5, 80]

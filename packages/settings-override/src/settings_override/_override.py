@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Union
 
 from ._environ import EnvPatch
 from ._errors import SettingValidationError, UnknownSettingError, close_matches
@@ -14,7 +14,11 @@ from ._state import Frame, current_state, pop, push
 
 __all__ = ["TemporarySettings", "temporary_settings"]
 
-Key = "Setting[Any] | str"
+SettingKey = Union["Setting[Any]", str]
+"""A `Setting` or the environment name of one."""
+SettingValues = Mapping[Any, Any]
+"""Values keyed by `SettingKey`. Typed loosely because Mapping keys are invariant (a
+`dict[str, str]` is not a `Mapping[Setting | str, Any]`); keys are checked at run time."""
 
 
 class _Resolver:
@@ -175,9 +179,9 @@ class TemporarySettings(Scoped[SettingsSnapshot]):
 
 
 def temporary_settings(
-    updates: Mapping[Setting[Any] | str, Any] | None = None,
-    set_defaults: Mapping[Setting[Any] | str, Any] | None = None,
-    restore_defaults: Iterable[Setting[Any] | str] | None = None,
+    updates: SettingValues | None = None,
+    set_defaults: SettingValues | None = None,
+    restore_defaults: Iterable[SettingKey] | None = None,
     *,
     mirror_environ: bool = False,
 ) -> TemporarySettings:
