@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import functools
 import gc
+import math
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -92,6 +93,21 @@ async def _loop(n: int) -> None:
         await anyio.sleep(DELAY)
 
 
+async def _timed(n: int, measure_memory: bool) -> float:
+    """Seconds for n sleeps, or bytes still allocated per sleep afterwards (fake alive)."""
+    if measure_memory:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        await _loop(n)
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return (after - before) / n
+    start = time.perf_counter()
+    await _loop(n)
+    return time.perf_counter() - start
+
+
 def run_patched(
     factory: Callable[[], contextlib.AbstractContextManager[Any]],
     backend: str,
@@ -101,19 +117,8 @@ def run_patched(
     """Seconds for n sleeps (or bytes retained per call) with a sync patch around the loop."""
 
     async def main() -> float:
-        with factory() as fake:
-            if measure_memory:
-                gc.collect()
-                tracemalloc.start()
-                before = tracemalloc.get_traced_memory()[0]
-                await _loop(n)
-                after = tracemalloc.get_traced_memory()[0]
-                tracemalloc.stop()
-                del fake
-                return (after - before) / n
-            start = time.perf_counter()
-            await _loop(n)
-            return time.perf_counter() - start
+        with factory():
+            return await _timed(n, measure_memory)
 
     return anyio.run(main, backend=backend)
 
@@ -121,21 +126,13 @@ def run_patched(
 def run_virtual(backend: str, n: int, measure_memory: bool) -> float:
     """The virtual clock around the loop."""
     virtual_time: Callable[[], contextlib.AbstractAsyncContextManager[Any]]
-    virtual_time = fake_sleep.virtual_time  # type: ignore[attr-defined]
+    virtual_time = getattr(fake_sleep, "virtual_time")  # noqa: B009 - absent in older builds
 
     async def main() -> float:
+        elapsed = [math.nan]
         async with virtual_time():
-            if measure_memory:
-                gc.collect()
-                tracemalloc.start()
-                before = tracemalloc.get_traced_memory()[0]
-                await _loop(n)
-                after = tracemalloc.get_traced_memory()[0]
-                tracemalloc.stop()
-                return (after - before) / n
-            start = time.perf_counter()
-            await _loop(n)
-            return time.perf_counter() - start
+            elapsed[0] = await _timed(n, measure_memory)
+        return elapsed[0]
 
     return anyio.run(main, backend=backend)
 
@@ -144,17 +141,7 @@ def run_mock_clock(n: int, measure_memory: bool) -> float:
     """trio's own MockClock with autojump 0, under the same anyio runner."""
 
     async def main() -> float:
-        if measure_memory:
-            gc.collect()
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
-            await _loop(n)
-            after = tracemalloc.get_traced_memory()[0]
-            tracemalloc.stop()
-            return (after - before) / n
-        start = time.perf_counter()
-        await _loop(n)
-        return time.perf_counter() - start
+        return await _timed(n, measure_memory)
 
     clock = trio.testing.MockClock(autojump_threshold=0)
     return anyio.run(main, backend="trio", backend_options={"clock": clock})
@@ -163,38 +150,35 @@ def run_mock_clock(n: int, measure_memory: bool) -> float:
 # -- the report ---------------------------------------------------------------------------
 
 
-def measure(run: Callable[[int, bool], float], n: int, repeat: int) -> tuple[float, float]:
-    """Best sleeps/s over `repeat` runs, and bytes retained per call (one traced run)."""
-    best = min(run(n, False) for _ in range(repeat))
-    per_call = run(min(n, 20_000), True)
-    return n / best, per_call
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="sleeps per run (asyncio)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (best kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per case (best kept)")
     args = parser.parse_args()
     n_asyncio, n_trio, repeat = args.n, max(args.n // 2, 1), args.repeat
 
-    results: dict[tuple[str, str], tuple[float, float]] = {}
     cases: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Any]]]] = [
         ("baseline (AsyncMock)", baseline_fixture),
         ("bare patch (floor)", bare_patch),
         ("recorder (patch_sleep)", fake_sleep.patch_sleep),
     ]
+    runs: dict[tuple[str, str], tuple[Callable[[int, bool], float], int]] = {}
     for backend, n in (("asyncio", n_asyncio), ("trio", n_trio)):
         for name, factory in cases:
-            results[(name, backend)] = measure(
-                functools.partial(run_patched, factory, backend), n, repeat
-            )
+            runs[(name, backend)] = (functools.partial(run_patched, factory, backend), n)
     has_virtual = hasattr(fake_sleep, "virtual_time")
     if has_virtual:
         for backend, n in (("asyncio", n_asyncio), ("trio", n_trio)):
-            results[("virtual_time", backend)] = measure(
-                functools.partial(run_virtual, backend), n, repeat
-            )
-    results[("trio MockClock(autojump 0)", "trio")] = measure(run_mock_clock, n_trio, repeat)
+            runs[("virtual_time", backend)] = (functools.partial(run_virtual, backend), n)
+    runs[("trio MockClock(autojump 0)", "trio")] = (run_mock_clock, n_trio)
+
+    # Round-robin the timed runs so that machine noise hits every case alike; keep the best.
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(repeat):
+        for key, (run, n) in runs.items():
+            elapsed = run(n, False)
+            best[key] = min(best.get(key, elapsed), elapsed)
+    results = {key: (n / best[key], run(min(n, 20_000), True)) for key, (run, n) in runs.items()}
 
     print(
         f"fake-sleep benchmark: {n_asyncio} sleeps on asyncio, {n_trio} on trio, best of {repeat}"
@@ -219,6 +203,10 @@ def main() -> None:
             f" {per_call:.1f} B/call (baseline {base_mem:.0f})"
         )
         if backend == "asyncio":
+            print(
+                f"  (the issue's 250k/s was set where the floor ran ~385k/s; here the floor"
+                f" runs {floor:,.0f}/s, so 65% of it is {0.65 * floor:,.0f}/s)"
+            )
             check(
                 "recorder >= 250k sleeps/s and <= 64 B/call on asyncio",
                 rate >= 250_000 and per_call <= 64,
