@@ -381,8 +381,12 @@ async def test_real_io_gets_through_before_a_jump() -> None:
         async with virtual_time() as clock:
             got: list[float] = []
 
+            # anyio >= 4.7 calls it wait_readable; older releases wait_socket_readable.
+            wait_readable: Any = getattr(anyio, "wait_readable", None)
+            wait_readable = wait_readable or anyio.wait_socket_readable
+
             async def receiver() -> None:
-                await anyio.wait_readable(left)
+                await wait_readable(left)
                 got.append(clock.time())
 
             async with anyio.create_task_group() as tg:
