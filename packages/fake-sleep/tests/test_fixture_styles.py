@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from unittest.mock import call
 
 import anyio
 import pendulum
@@ -28,13 +29,7 @@ async def test_sync_fixture_async_test(mock_sleep: SleepRecorder) -> None:
         tg.start_soon(anyio.sleep, 10)
         await anyio.sleep(20)
     assert (pendulum.now("UTC") - before).total_seconds() >= 30
-    mock_sleep.assert_has_awaits([anyio_call(10), anyio_call(20)], any_order=True)
+    mock_sleep.assert_has_awaits([call(10), call(20)], any_order=True)
     assert mock_sleep.await_count == 2
     with mock_sleep.assert_sleeps_for(1):
         await anyio.sleep(1)
-
-
-def anyio_call(delay: float) -> object:
-    from unittest.mock import call
-
-    return call(delay)

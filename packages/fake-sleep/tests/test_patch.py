@@ -281,3 +281,16 @@ async def test_nested_patches_keep_a_real_checkpoint() -> None:
     assert inner.delays == [1]
     assert outer.delays == [2]
     assert anyio.sleep is REAL_SLEEP
+
+
+def test_default_clock_skipped_without_pendulum_but_explicit_one_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pendulum", None)  # as if pendulum were not installed
+    with patch_sleep() as sleep:
+        assert anyio.sleep is sleep
+    assert anyio.sleep is REAL_SLEEP
+    with pytest.raises(UnknownTargetError, match=r"'pendulum\.now': no module named 'pendulum'"):
+        with patch_sleep(clocks=["pendulum.now"]):
+            pass  # pragma: no cover
+    assert anyio.sleep is REAL_SLEEP
