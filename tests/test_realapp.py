@@ -43,6 +43,11 @@ def test_outside_the_fixture_everything_is_back():
     assert client.request_headers() == {"X-CSRF-Token": "fetched-token"}
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
 @pytest.mark.anyio
 async def test_mock_anyio_sleep_shifts_the_app_clock(mock_anyio_sleep):
     before = pendulum.now("UTC")
@@ -131,7 +136,7 @@ def test_configured_through_ini_options(pytester: pytest.Pytester, shopapp: Path
     pytester.makeconftest(CONFTEST_FOR_INI)
     pytester.makepyfile(test_shop=USER_TESTS)
     result = _run(pytester)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_configured_through_overridden_fixtures(pytester: pytest.Pytester, shopapp: Path) -> None:
@@ -139,4 +144,4 @@ def test_configured_through_overridden_fixtures(pytester: pytest.Pytester, shopa
     pytester.makeconftest(CONFTEST_WITH_FIXTURES)
     pytester.makepyfile(test_shop=USER_TESTS)
     result = _run(pytester)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
