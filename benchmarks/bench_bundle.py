@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TESTS = '''
+TESTS = """
 import anyio
 import httpx
 import pendulum
@@ -41,7 +41,7 @@ async def test_sleep(mock_anyio_sleep, n):
         await anyio.sleep(10)
     mock_anyio_sleep.assert_has_awaits([((5,),), ((10,),)])
     assert pendulum.now("UTC") - before >= pendulum.duration(seconds=15)
-'''
+"""
 
 BASELINE_CONFTEST = '''
 """The documented fixtures' algorithm, reimplemented for the comparison."""
@@ -139,8 +139,17 @@ def mock_anyio_sleep(monkeypatch):
 def _session(folder: Path, *extra: str) -> float:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         *extra],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            *extra,
+        ],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -182,8 +191,11 @@ def main() -> None:
         for round_ in range(args.rounds):
             ours_times.append(_session(ours))
             base_times.append(_session(base, "-p", "no:pytest_bundle"))
-            print(f"round {round_ + 1}: pytest-bundle {ours_times[-1]:.2f}s, "
-                  f"documented algorithm {base_times[-1]:.2f}s", flush=True)
+            print(
+                f"round {round_ + 1}: pytest-bundle {ours_times[-1]:.2f}s, "
+                f"documented algorithm {base_times[-1]:.2f}s",
+                flush=True,
+            )
     ours_med, base_med = statistics.median(ours_times), statistics.median(base_times)
     imports = sorted(_plugin_import_ms() for _ in range(7))
     import_ms = statistics.median(imports)
@@ -191,11 +203,15 @@ def main() -> None:
     print("session: 50 tests with use_hosted_api_server + 20 with mock_anyio_sleep")
     print(f"  documented algorithm (baseline) {base_med:8.2f} s (median of {args.rounds})")
     print(f"  pytest-bundle                   {ours_med:8.2f} s")
-    print(f"  saved per session               {base_med - ours_med:8.2f} s   "
-          f"(ratio {base_med / ours_med:.2f}x)   target: >= 1.00 s "
-          f"[{'met' if base_med - ours_med >= 1.0 else 'NOT met'}]")
-    print(f"plugin import cost (no fixture used): {import_ms:.1f} ms median   target: < 20 ms "
-          f"[{'met' if import_ms < 20 else 'NOT met'}]")
+    print(
+        f"  saved per session               {base_med - ours_med:8.2f} s   "
+        f"(ratio {base_med / ours_med:.2f}x)   target: >= 1.00 s "
+        f"[{'met' if base_med - ours_med >= 1.0 else 'NOT met'}]"
+    )
+    print(
+        f"plugin import cost (no fixture used): {import_ms:.1f} ms median   target: < 20 ms "
+        f"[{'met' if import_ms < 20 else 'NOT met'}]"
+    )
 
 
 if __name__ == "__main__":

@@ -66,14 +66,14 @@ def test_a_health_endpoint_that_never_answers_200_times_out_with_the_status(
     name = f"sickapp_{uuid.uuid4().hex[:8]}"
     pytester.makepyfile(
         **{
-            name: '''
+            name: """
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     print("health check refused", flush=True)
     await send({"type": "http.response.start", "status": 503, "headers": []})
     await send({"type": "http.response.body", "body": b"not yet"})
-'''
+"""
         }
     )
     pytester.makeini(

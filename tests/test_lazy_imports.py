@@ -6,13 +6,13 @@ import pytest
 
 HEAVY = ("httpx", "uvicorn", "anyio", "pendulum", "server_launcher", "fake_sleep")
 
-REPORT_MODULES = f'''
+REPORT_MODULES = f"""
 import sys
 
 def test_plain():
     loaded = sorted(name for name in {HEAVY!r} if name in sys.modules)
     print("LOADED=" + ",".join(loaded))
-'''
+"""
 
 
 def test_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-FIRST_TESTS = '''
+FIRST_TESTS = """
 import anyio
 import httpx
 import pendulum
@@ -53,7 +53,7 @@ async def test_virtual_clock(virtual_clock):
     assert scope.cancelled_caught
     assert anyio.current_time() - start == pytest.approx(5)
     assert virtual_clock.time() >= 5
-'''
+"""
 
 
 def test_all_four_fixtures_work_with_no_configuration(pytester: pytest.Pytester) -> None:

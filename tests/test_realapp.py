@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-USER_TESTS = '''
+USER_TESTS = """
 import sqlite3
 
 import pendulum
@@ -56,9 +56,9 @@ async def test_mock_anyio_sleep_shifts_the_app_clock(mock_anyio_sleep):
     assert stamp - before >= pendulum.duration(seconds=3600)
     assert stamp - before < pendulum.duration(seconds=3660)
     mock_anyio_sleep.assert_awaited_once_with(3600)
-'''
+"""
 
-CREATE_DATABASE = '''
+CREATE_DATABASE = """
 import sqlite3
 
 import pytest
@@ -68,11 +68,11 @@ def _create(path):
     with sqlite3.connect(path) as connection:
         connection.execute("create table items (name text)")
     return path
-'''
+"""
 
 CONFTEST_FOR_INI = (
     CREATE_DATABASE
-    + '''
+    + """
 from settings_override import temporary_settings
 from shopapp.settings import DATABASE_PATH
 
@@ -82,12 +82,12 @@ def database(tmp_path_factory):
     path = _create(tmp_path_factory.mktemp("db") / "shop.db")
     with temporary_settings({DATABASE_PATH: str(path)}):
         yield path
-'''
+"""
 )
 
 CONFTEST_WITH_FIXTURES = (
     CREATE_DATABASE
-    + '''
+    + """
 from contextlib import contextmanager
 
 from settings_override import temporary_settings
@@ -115,7 +115,7 @@ def hosted_api_settings_override():
             yield snapshot
 
     return override
-'''
+"""
 )
 
 

@@ -3,6 +3,7 @@
 import anyio
 import pendulum
 import pytest
+
 from fake_sleep import SleepRecorder
 
 

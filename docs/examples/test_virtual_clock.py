@@ -2,6 +2,7 @@
 
 import anyio
 import pytest
+
 from fake_sleep import VirtualClock
 
 

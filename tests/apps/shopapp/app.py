@@ -14,8 +14,13 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 async def _reply(send: Send, status: int, payload: object) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

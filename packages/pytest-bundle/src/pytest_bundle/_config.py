@@ -41,31 +41,81 @@ class _Option:
 
 
 OPTIONS: tuple[_Option, ...] = (
-    _Option("hosted_api_app", "ASGI app (or app factory) import string for the hosted server; "
-            "default: the embedded demo app.", DEMO_APP),
-    _Option("hosted_api_factory", "Whether hosted_api_app names a factory to call (default true).",
-            "true", "bool"),
-    _Option("hosted_api_prefix", "Path prefix of the API under the server root (default /api).", "/api"),
-    _Option("hosted_api_health_path", "Health endpoint under the prefix that must answer 200 "
-            "(default /health).", "/health"),
-    _Option("hosted_api_startup_timeout", "Seconds to wait for the server to get healthy (20).",
-            "20", "float"),
-    _Option("hosted_api_shutdown_timeout", "Seconds to wait after SIGTERM before SIGKILL (10).",
-            "10", "float"),
-    _Option("hosted_api_url_setting", "Setting (environment name) that use_hosted_api_server "
-            "points at the server (default API_URL).", "API_URL"),
-    _Option("hosted_api_extra_settings", "Extra NAME=value settings use_hosted_api_server applies "
-            "(one per line in the ini file; comma-separated on the command line).", "", "linelist"),
-    _Option("hosted_api_autouse", "Every test uses use_hosted_api_server (default false).",
-            "false", "bool"),
-    _Option("hosted_api_shared", "Under pytest-xdist all workers share one server (default false).",
-            "false", "bool"),
-    _Option("mock_anyio_sleep_targets", "Dotted paths of the sleep functions mock_anyio_sleep fakes "
-            "(default anyio.sleep).", "anyio.sleep", "linelist"),
-    _Option("mock_anyio_sleep_clocks", "Dotted paths of the clocks mock_anyio_sleep shifts "
-            "(default pendulum.now).", "pendulum.now", "linelist"),
-    _Option("virtual_clock_end", "Virtual seconds after which a virtual_clock test fails as a "
-            "livelock (default: none).", "", "optional-float"),
+    _Option(
+        "hosted_api_app",
+        "ASGI app (or app factory) import string for the hosted server; "
+        "default: the embedded demo app.",
+        DEMO_APP,
+    ),
+    _Option(
+        "hosted_api_factory",
+        "Whether hosted_api_app names a factory to call (default true).",
+        "true",
+        "bool",
+    ),
+    _Option(
+        "hosted_api_prefix", "Path prefix of the API under the server root (default /api).", "/api"
+    ),
+    _Option(
+        "hosted_api_health_path",
+        "Health endpoint under the prefix that must answer 200 (default /health).",
+        "/health",
+    ),
+    _Option(
+        "hosted_api_startup_timeout",
+        "Seconds to wait for the server to get healthy (20).",
+        "20",
+        "float",
+    ),
+    _Option(
+        "hosted_api_shutdown_timeout",
+        "Seconds to wait after SIGTERM before SIGKILL (10).",
+        "10",
+        "float",
+    ),
+    _Option(
+        "hosted_api_url_setting",
+        "Setting (environment name) that use_hosted_api_server "
+        "points at the server (default API_URL).",
+        "API_URL",
+    ),
+    _Option(
+        "hosted_api_extra_settings",
+        "Extra NAME=value settings use_hosted_api_server applies "
+        "(one per line in the ini file; comma-separated on the command line).",
+        "",
+        "linelist",
+    ),
+    _Option(
+        "hosted_api_autouse",
+        "Every test uses use_hosted_api_server (default false).",
+        "false",
+        "bool",
+    ),
+    _Option(
+        "hosted_api_shared",
+        "Under pytest-xdist all workers share one server (default false).",
+        "false",
+        "bool",
+    ),
+    _Option(
+        "mock_anyio_sleep_targets",
+        "Dotted paths of the sleep functions mock_anyio_sleep fakes (default anyio.sleep).",
+        "anyio.sleep",
+        "linelist",
+    ),
+    _Option(
+        "mock_anyio_sleep_clocks",
+        "Dotted paths of the clocks mock_anyio_sleep shifts (default pendulum.now).",
+        "pendulum.now",
+        "linelist",
+    ),
+    _Option(
+        "virtual_clock_end",
+        "Virtual seconds after which a virtual_clock test fails as a livelock (default: none).",
+        "",
+        "optional-float",
+    ),
 )
 
 
@@ -100,17 +150,31 @@ def add_options(parser: pytest.Parser) -> None:
     """Register every option as an ini key and a command-line option."""
     group = parser.getgroup("pytest-bundle", "hosted API server, fake sleep and virtual clock")
     for option in OPTIONS:
-        ini_type = "linelist" if option.kind == "linelist" else "string"
-        parser.addini(option.name, option.help, type=ini_type, default=None)
+        if option.kind == "linelist":
+            parser.addini(option.name, option.help, type="linelist", default=None)
+        else:
+            parser.addini(option.name, option.help, type="string", default=None)
         dest = option.name
         if option.kind == "bool":
-            group.addoption(option.flag, action="store_true", dest=dest, default=None,
-                            help=option.help)
-            group.addoption(option.negative_flag, action="store_false", dest=dest, default=None,
-                            help=f"Turn off {option.flag}.")
+            group.addoption(
+                option.flag, action="store_true", dest=dest, default=None, help=option.help
+            )
+            group.addoption(
+                option.negative_flag,
+                action="store_false",
+                dest=dest,
+                default=None,
+                help=f"Turn off {option.flag}.",
+            )
         else:
-            group.addoption(option.flag, action="store", dest=dest, default=None,
-                            metavar=option.name.upper(), help=option.help + " Overrides the ini key.")
+            group.addoption(
+                option.flag,
+                action="store",
+                dest=dest,
+                default=None,
+                metavar=option.name.upper(),
+                help=option.help + " Overrides the ini key.",
+            )
 
 
 def _raw(config: pytest.Config, option: _Option) -> str | bool | list[str]:
@@ -193,8 +257,11 @@ def _check_path(option: _Option, value: str, *, allow_empty: bool) -> str:
 def _check_app_string(option: _Option, app: str) -> str:
     app = app.strip()
     module, sep, attr = app.partition(":")
-    if not sep or not module or not attr or not all(
-        part.isidentifier() for part in [*module.split("."), *attr.split(".")]
+    if (
+        not sep
+        or not module
+        or not attr
+        or not all(part.isidentifier() for part in [*module.split("."), *attr.split(".")])
     ):
         raise pytest.UsageError(
             f"{_where(option)}: expected 'package.module:attribute', got {app!r}."
@@ -236,7 +303,9 @@ def read_config(config: pytest.Config) -> BundleConfig:
     return BundleConfig(
         app=_check_app_string(by_name["hosted_api_app"], text("hosted_api_app")),
         factory=flag("hosted_api_factory"),
-        prefix=_check_path(by_name["hosted_api_prefix"], text("hosted_api_prefix"), allow_empty=True),
+        prefix=_check_path(
+            by_name["hosted_api_prefix"], text("hosted_api_prefix"), allow_empty=True
+        ),
         health_path=_check_path(
             by_name["hosted_api_health_path"], text("hosted_api_health_path"), allow_empty=False
         ),
@@ -244,7 +313,8 @@ def read_config(config: pytest.Config) -> BundleConfig:
         shutdown_timeout=seconds("hosted_api_shutdown_timeout"),
         url_setting=url_setting,
         extra_settings=_parse_extra_settings(
-            by_name["hosted_api_extra_settings"], _as_lines(_raw(config, by_name["hosted_api_extra_settings"]))
+            by_name["hosted_api_extra_settings"],
+            _as_lines(_raw(config, by_name["hosted_api_extra_settings"])),
         ),
         autouse=flag("hosted_api_autouse"),
         shared=flag("hosted_api_shared"),

@@ -82,7 +82,8 @@ def run_server(config: BundleConfig, env: ChildEnv, state: ServerState) -> Itera
         server = launcher.__enter__()
     except ServerStartError as error:
         state.failure = str(error)
-        state.output = lambda: "\n".join(error.output_tail)
+        tail = "\n".join(error.output_tail)
+        state.output = lambda: tail
         pytest.fail(f"hosted_api_server could not start:\n{error}", pytrace=False)
     state.url = server.url + config.prefix
     state.output = server.output

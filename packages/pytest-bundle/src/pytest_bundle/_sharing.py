@@ -91,8 +91,13 @@ def shared_server(
             except BaseException:
                 _write(
                     state_path,
-                    {"owner_pid": me, "owner_worker": worker, "fingerprint": fingerprint,
-                     "failure": state.failure or "the server did not start", "users": []},
+                    {
+                        "owner_pid": me,
+                        "owner_worker": worker,
+                        "fingerprint": fingerprint,
+                        "failure": state.failure or "the server did not start",
+                        "users": [],
+                    },
                 )
                 raise
             data = {

@@ -173,7 +173,7 @@ def use_hosted_api_server(
     hosted_api_server: str,
     hosted_api_settings_override: Callable[[Mapping[str, str]], AbstractContextManager[Any]],
 ) -> Iterator[str]:
-    """Point the configured URL setting (and the extra settings) at the hosted server for one test."""
+    """For one test, point the URL setting (and the extra settings) at the hosted server."""
     bundle = _config(request.config)
     updates = {bundle.url_setting: hosted_api_server, **bundle.extra_settings}
     with hosted_api_settings_override(updates):
