@@ -294,3 +294,36 @@ def test_default_clock_skipped_without_pendulum_but_explicit_one_is_an_error(
         with patch_sleep(clocks=["pendulum.now"]):
             pass  # pragma: no cover
     assert anyio.sleep is REAL_SLEEP
+
+
+@pytest.mark.anyio
+async def test_owned_class_attribute_restored_as_the_same_descriptor(
+    write_package: Callable[[dict[str, str]], str],
+) -> None:
+    package = write_package(
+        {
+            "jobs.py": """
+                import anyio
+
+                class Base:
+                    pause = staticmethod(anyio.sleep)
+            """
+        }
+    )
+    jobs: ModuleType = __import__(f"{package}.jobs", fromlist=["Base"])
+    descriptor = jobs.Base.__dict__["pause"]
+    assert isinstance(descriptor, staticmethod)
+    with patch_sleep(targets=[f"{package}.jobs.Base.pause"], clocks=[]) as sleep:
+        await jobs.Base().pause(3)  # the recorder is not bound as a method
+    sleep.assert_awaited_once_with(3)
+    # The staticmethod object itself is back, not the function it wraps.
+    assert jobs.Base.__dict__["pause"] is descriptor
+    assert jobs.Base().pause is REAL_SLEEP
+
+
+def test_immutable_owner_is_named_and_everything_rolled_back() -> None:
+    with pytest.raises(TypeError, match=r"cannot patch 'datetime\.datetime\.now'"):
+        with patch_sleep(clocks=["time.time", "datetime.datetime.now"]):
+            pass  # pragma: no cover
+    assert anyio.sleep is REAL_SLEEP
+    assert time.time is REAL_TIME

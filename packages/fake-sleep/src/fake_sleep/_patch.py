@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
@@ -34,8 +35,9 @@ class _Slot:
     path: str
     owner: Any
     name: str
-    original: Any
+    original: Any  # what reading the attribute gives (a staticmethod's function, ...)
     owned: bool  # the attribute was in owner.__dict__ (else inherited: delete on restore)
+    raw: Any  # what owner.__dict__ held (the staticmethod object itself), put back on exit
 
 
 def _import_prefix(path: str, parts: list[str]) -> tuple[Any, int]:
@@ -78,10 +80,22 @@ def resolve(path: object, kind: str) -> _Slot:
                 f" attribute {name!r}"
             )
         if index == len(parts) - 1:
-            owned = name in getattr(owner, "__dict__", {})
-            return _Slot(path, owner, name, value, owned)
+            namespace = getattr(owner, "__dict__", {})
+            owned = name in namespace
+            return _Slot(path, owner, name, value, owned, namespace[name] if owned else None)
         owner = value
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _set(slot: _Slot, value: object) -> None:
+    """Patch one attribute, naming the path if the owner refuses (an immutable type)."""
+    try:
+        setattr(slot.owner, slot.name, value)
+    except (AttributeError, TypeError) as exc:
+        raise TypeError(
+            f"cannot patch {slot.path!r}: {exc}. Patch the name where your code looks it up"
+            " instead (for example 'mypkg.clock.now' for a module-level wrapper)."
+        ) from exc
 
 
 def _as_paths(value: Iterable[str] | str, kind: str) -> list[str]:
@@ -151,14 +165,10 @@ class _SleepPatch:
         self._applied = applied
         try:
             for slot in target_slots:
-                setattr(slot.owner, slot.name, recorder)
+                _set(slot, recorder)
                 applied.append(slot)
             for slot in clock_slots:
-                setattr(
-                    slot.owner,
-                    slot.name,
-                    shifted_clock(slot.original, lambda: recorder._shift, slot.path),
-                )
+                _set(slot, shifted_clock(slot.original, lambda: recorder._shift, slot.path))
                 applied.append(slot)
         except BaseException:
             self._restore()
@@ -177,7 +187,7 @@ class _SleepPatch:
         applied, self._applied = self._applied or [], None
         for slot in reversed(applied):
             if slot.owned:
-                setattr(slot.owner, slot.name, slot.original)
+                setattr(slot.owner, slot.name, slot.raw)
             else:
                 delattr(slot.owner, slot.name)
 
@@ -185,7 +195,7 @@ class _SleepPatch:
 def patch_sleep(
     targets: Iterable[str] | str = DEFAULT_TARGETS,
     clocks: Iterable[str] | str = DEFAULT_CLOCKS,
-) -> _SleepPatch:
+) -> AbstractContextManager[SleepRecorder]:
     """Fake every sleep in `targets` and shift every clock in `clocks`, inside a `with` block.
 
     A target is a dotted path: `"anyio.sleep"`, or `"mypkg.worker.sleep"` for a module that
