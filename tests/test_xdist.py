@@ -91,3 +91,50 @@ def test_uses_server(hosted_api_server, n):
     )
     result.assert_outcomes(passed=4, errors=4)
     assert "shared mode (--hosted-api-shared) cannot serve" in result.stdout.str()
+
+
+def test_shared_mode_fails_clearly_when_the_starting_worker_dies(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_owner_dies="""
+import json, os, signal, time
+
+def _state(tmp_path_factory):
+    path = tmp_path_factory.getbasetemp().parent / "hosted_api_server.json"
+    return json.loads(path.read_text())
+
+def _owner_pid(tmp_path_factory):
+    return _state(tmp_path_factory)["owner_pid"]
+
+def test_1_attach(hosted_api_server, tmp_path_factory):
+    deadline = time.monotonic() + 30
+    while len(_state(tmp_path_factory)["users"]) < 2:  # both workers attached to one server
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+def test_2_owner_dies(hosted_api_server, tmp_path_factory):
+    if _owner_pid(tmp_path_factory) == os.getpid():
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(1.5)  # the other worker waits until the owner is gone
+
+def test_3_after(hosted_api_server):
+    pass
+"""
+    )
+    # --dist each: both workers run all three tests; the worker that started the server dies.
+    result = pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "--dist",
+        "each",
+        "--hosted-api-shared",
+        "--max-worker-restart=0",
+        "-p",
+        "no:randomly",
+        timeout=120,
+    )
+    text = result.stdout.str()
+    assert "the shared server is gone" in text
+    assert "has died" in text
+    assert "ConnectError" not in text

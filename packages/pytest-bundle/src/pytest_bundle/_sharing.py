@@ -27,6 +27,14 @@ _WAIT_STEP = 0.05
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (dead, not yet reaped by its parent) counts as dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): ask the kernel instead
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
