@@ -80,6 +80,7 @@ class AsyncioDriver(Driver):
         self._real_select: Callable[[float | None], list[Any]] = _never
         self._saved_select: Any = _MISSING
         self._peek: Callable[[float], list[Any]] | None = None
+        self._fresh = False
         self._saved_time: Any = _MISSING
         self._saved_run_in_executor: Any = _MISSING
         self._base_time: Callable[[], float] = self.loop.time
@@ -138,9 +139,15 @@ class AsyncioDriver(Driver):
         return self.now
 
     def _select(self, timeout: float | None = None) -> list[Any]:
-        if timeout == 0:  # something is ready: a plain poll, as the loop would do
+        if timeout == 0:  # something is ready
+            if self._fresh:
+                # The previous call polled I/O and found nothing, just before a jump: skip
+                # this poll (I/O is still polled at least every other loop iteration).
+                self._fresh = False
+                return []
             self.idle_since = None
             return self._real_select(0)
+        self._fresh = False
         # Real I/O first, without blocking: it always gets through before a jump.
         peek = self._peek
         if peek is None:
@@ -166,6 +173,7 @@ class AsyncioDriver(Driver):
         if when > self.now:
             self.now = when
         self.idle_since = None
+        self._fresh = True
         return []
 
     def _no_timer(self) -> list[Any]:
