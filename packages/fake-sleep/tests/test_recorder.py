@@ -7,6 +7,7 @@ import time
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
+from unittest.mock import call
 
 import anyio
 import pendulum
@@ -91,16 +92,21 @@ async def test_cancelling_a_task_blocked_in_fake_sleeps() -> None:
     assert set(sleep.delays) == {5}
 
 
-async def _outcome(sleep: Any, *args: Any, **kwargs: Any) -> tuple[type[BaseException], str]:
-    with anyio.fail_after(5):
+async def _outcome(sleep: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
+    """What a call does: raise (type, message), or sleep ("accepted").
+
+    A real sleep still sleeping after a moment counts as accepted (before anyio 4.16 the
+    asyncio backend sleeps forever on NaN).
+    """
+    with anyio.move_on_after(0.2):
         try:
             await sleep(*args, **kwargs)
-        except (TypeError, ValueError) as exc:
-            return type(exc), str(exc)
-    raise AssertionError("expected the call to be rejected")  # pragma: no cover
+        except (TypeError, ValueError, OverflowError) as exc:
+            return type(exc).__name__, str(exc)
+    return "accepted", ""
 
 
-REJECTED: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+EDGE_CASES: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
     ((-1,), {}),
     ((-0.001,), {}),
     ((-math.inf,), {}),
@@ -109,6 +115,7 @@ REJECTED: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
     ((None,), {}),
     ((1j,), {}),
     ((Decimal("0.5"),), {}),
+    ((10**400,), {}),
     ((), {}),
     ((1, 2), {}),
     ((), {"seconds": 1}),
@@ -117,16 +124,54 @@ REJECTED: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("args", "kwargs"), REJECTED, ids=repr)
+@pytest.mark.parametrize(("args", "kwargs"), EDGE_CASES, ids=repr)
 async def test_rejects_exactly_what_the_real_anyio_sleep_rejects(
     args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
+    # The installed anyio is the reference (4.16 rejects negative and NaN delays itself).
     expected = await _outcome(REAL_SLEEP, *args, **kwargs)
     with patch_sleep() as sleep:
         assert await _outcome(anyio.sleep, *args, **kwargs) == expected
-        # A rejected call is not recorded and does not move the clocks.
-        assert sleep.delays == []
+        if expected[0] != "accepted":
+            # A rejected call is not recorded.
+            assert sleep.delays == []
+        # None of these moves the clocks: they never go backwards.
         assert sleep.shift == 0
+
+
+@pytest.mark.anyio
+async def test_what_an_older_anyio_accepts_is_recorded_without_moving_clocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def lenient_sleep(delay: float) -> None:
+        """anyio < 4.16 on asyncio: a negative delay sleeps 0, NaN forever."""
+        await REAL_SLEEP(math.inf if math.isnan(delay) else max(delay, 0))
+
+    monkeypatch.setattr(anyio, "sleep", lenient_sleep)
+    recorder = SleepRecorder()  # takes the "real" sleep from anyio, as patch_sleep does
+    monkeypatch.undo()
+    with anyio.fail_after(10):
+        await recorder(-1)
+        await recorder(math.nan)
+        await recorder(delay=-2)
+        await recorder(3)
+    assert recorder.delays[0] == -1
+    assert math.isnan(recorder.delays[1])
+    assert recorder.delays[2:] == [-2, 3]
+    assert recorder.shift == 3
+    assert recorder.call_args_list[2] == call(delay=-2)
+
+
+def test_installed_anyio_rejects_negative_and_nan_like_the_fake() -> None:
+    async def both(delay: float) -> list[tuple[str, str]]:
+        with patch_sleep() as sleep:
+            return [await _outcome(REAL_SLEEP, delay), await _outcome(sleep, delay)]
+
+    for delay in (-1.0, math.nan):
+        real, fake = anyio.run(both, delay)
+        assert fake == real
+        if real[0] == "ValueError":  # anyio >= 4.16 (the version the issue names)
+            assert real[1] == "delay must be a non-negative number"
 
 
 @pytest.mark.anyio

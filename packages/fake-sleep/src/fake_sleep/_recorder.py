@@ -28,27 +28,6 @@ _bind_delay: Final = sleep
 del sleep
 
 
-def _probe_real_check() -> str | None:
-    """Return the message the installed anyio's `sleep` rejects a negative delay with.
-
-    anyio 4.16 checks `not delay >= 0` before reaching the backend; older releases leave it to
-    the backend. Asking the real function (outside any event loop, so it never sleeps) lets the
-    fake mirror whatever is installed. `None` means the installed anyio does no up-front check.
-    """
-    coro = anyio.sleep(-1.0)
-    try:
-        coro.send(None)
-    except ValueError as exc:
-        return str(exc)
-    except Exception:  # no event loop: the check (if any) let the delay through
-        return None
-    finally:
-        coro.close()
-    return None
-
-
-_NEGATIVE_MESSAGE: Final = _probe_real_check()
-
 # Marks "no positional argument" so that `sleep(delay=1)` can be told from `sleep(1)`.
 _NO_DELAY: Final[Any] = object()
 
@@ -94,20 +73,49 @@ class SleepRecorder:
         if args or kwargs or delay is _NO_DELAY:
             await self._odd_call((() if delay is _NO_DELAY else (delay, *args)), kwargs)
             return
-        if not delay >= 0 and _NEGATIVE_MESSAGE is not None:
-            raise ValueError(_NEGATIVE_MESSAGE)
-        # `float + delay` rejects what the event loops' own clock arithmetic rejects (Decimal).
-        self._shift = self._shift + delay
+        try:
+            # `float + delay` fails where the loops' own clock arithmetic fails (Decimal, 10**400).
+            shift = self._shift + delay if delay >= 0 else None
+        except (TypeError, OverflowError):
+            shift = None
+        if shift is None:
+            await self._ask_real((delay,), kwargs)
+            return
+        self._shift = shift
         self._delays.append(delay)
         await self._sleep(0)
 
     async def _odd_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """A call that is not `sleep(delay)`: bind it like anyio.sleep, keep its arguments."""
-        delay = _bind_delay(*args, **kwargs)
-        if not delay >= 0 and _NEGATIVE_MESSAGE is not None:
-            raise ValueError(_NEGATIVE_MESSAGE)
-        self._shift = self._shift + delay
+        """A call that is not `sleep(delay)`: the same, keeping its arguments for inspection."""
+        try:
+            delay = _bind_delay(*args, **kwargs)
+            shift = self._shift + delay if delay >= 0 else None
+        except (TypeError, OverflowError):
+            shift = None
+        if shift is None:
+            await self._ask_real(args, kwargs)
+            return
+        self._shift = shift
         self._odd[len(self._delays)] = (args, kwargs)
+        self._delays.append(delay)
+        await self._sleep(0)
+
+    async def _ask_real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Let the real `anyio.sleep` judge arguments that are not a plain duration.
+
+        In an already cancelled scope it either raises its own error at once (the same type
+        and message a caller of the real function gets, whatever anyio and backend are
+        installed) or accepts and is cancelled at its first checkpoint: it never blocks.
+        """
+        real: Any = self._sleep
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await real(*args, **kwargs)
+        # Accepted (before anyio 4.16, asyncio sleeps 0 for a negative delay and forever for
+        # NaN): recorded as asked; the clocks do not move, they never go backwards.
+        delay = _bind_delay(*args, **kwargs)
+        if len(args) != 1 or kwargs:
+            self._odd[len(self._delays)] = (args, kwargs)
         self._delays.append(delay)
         await self._sleep(0)
 
