@@ -532,3 +532,15 @@ def test_trio_mock_clock_run() -> None:
     assert total >= 8
     assert kept
     assert threshold == 0
+
+
+async def test_the_clock_is_handed_out_before_entry_and_comes_alive_inside() -> None:
+    block = virtual_time()
+    clock = block.clock
+    with pytest.raises(RuntimeError, match="not running yet"):
+        clock.time()
+    assert repr(clock) == "<VirtualClock not started>"
+    async with block as entered:
+        assert entered is clock
+        await anyio.sleep(30)
+        assert clock.time() == 30

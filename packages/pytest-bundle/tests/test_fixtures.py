@@ -113,6 +113,8 @@ def test_virtual_clock_runs_only_the_test_body_in_virtual_time(pytester: pytest.
 
         @pytest.mark.anyio
         async def test_cancelled_at_exactly_five(real_time_fixture, virtual_clock):
+            from fake_sleep import VirtualClock
+            assert isinstance(virtual_clock, VirtualClock)
             started = time.monotonic()
             start = anyio.current_time()
             with anyio.move_on_after(5) as scope:

@@ -17,6 +17,7 @@ from ._virtual import (
     VirtualClock,
     VirtualClockDeadlock,
     VirtualClockError,
+    VirtualTime,
     VirtualTimeLimitExceeded,
     virtual_time,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "VirtualClock",
     "VirtualClockDeadlock",
     "VirtualClockError",
+    "VirtualTime",
     "VirtualTimeLimitExceeded",
     "__version__",
     "patch_sleep",

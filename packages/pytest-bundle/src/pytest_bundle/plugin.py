@@ -24,10 +24,10 @@ from ._hosted import (
     default_settings_override,
     run_server,
 )
-from ._virtual import VirtualClockRequest, wrap_in_virtual_time
+from ._virtual import wrap_in_virtual_time
 
 if TYPE_CHECKING:
-    from fake_sleep import SleepRecorder, VirtualClock
+    from fake_sleep import SleepRecorder, VirtualClock, VirtualTime
 
 # sys.path as it was before pytest added rootdir, conftest folders and `pythonpath` entries:
 # whatever is added after this point is what the server child needs on its PYTHONPATH.
@@ -35,7 +35,7 @@ _BASELINE_SYS_PATH = tuple(sys.path)
 
 _CONFIG = pytest.StashKey[BundleConfig]()
 _SERVER = pytest.StashKey[ServerState]()
-_VIRTUAL = pytest.StashKey[VirtualClockRequest]()
+_VIRTUAL: pytest.StashKey[VirtualTime] = pytest.StashKey()
 _OUTPUT_LINES_IN_REPORT = 100
 
 
@@ -102,11 +102,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 "started it, has died (the server stops with the process that started it).",
                 pytrace=False,
             )
-    request = item.stash.get(_VIRTUAL, None)
-    if request is None or not isinstance(item, pytest.Function):
+    block = item.stash.get(_VIRTUAL, None)
+    if block is None or not isinstance(item, pytest.Function):
         return (yield)
     original = item.obj
-    item.obj = wrap_in_virtual_time(original, request)
+    item.obj = wrap_in_virtual_time(original, block)
     try:
         return (yield)
     finally:
@@ -215,6 +215,8 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
             f"{request.node.nodeid} is not one.",
             pytrace=False,
         )
-    virtual = VirtualClockRequest(end=_config(request.config).virtual_clock_end)
-    request.node.stash[_VIRTUAL] = virtual
-    return virtual.clock
+    from fake_sleep import virtual_time
+
+    block = virtual_time(end=_config(request.config).virtual_clock_end)
+    request.node.stash[_VIRTUAL] = block
+    return block.clock

@@ -135,10 +135,19 @@ class VirtualClock:
     therefore never sees it advance.
     """
 
-    __slots__ = ("_driver",)
+    __slots__ = ("_bound",)
 
-    def __init__(self, driver: Driver) -> None:
-        self._driver = driver
+    def __init__(self, driver: Driver | None = None) -> None:
+        self._bound = driver
+
+    @property
+    def _driver(self) -> Driver:
+        if self._bound is None:
+            raise RuntimeError(
+                "this VirtualClock is not running yet: it comes alive when its virtual_time()"
+                " block is entered (`async with`)"
+            )
+        return self._bound
 
     def time(self) -> float:
         """Virtual seconds since `virtual_time()` was entered (to the nanosecond)."""
@@ -167,6 +176,8 @@ class VirtualClock:
         return self._driver.backend
 
     def __repr__(self) -> str:
+        if self._bound is None:
+            return "<VirtualClock not started>"
         return f"<VirtualClock {self.backend} time={self.time():g}>"
 
 
@@ -180,6 +191,15 @@ class VirtualTime:
         self._driver: Driver | None = None
         self._scope: anyio.CancelScope | None = None
         self._wall: object | None = None
+        self._clock = VirtualClock()
+
+    @property
+    def clock(self) -> VirtualClock:
+        """The clock this block yields, available before it is entered (e.g. to a fixture).
+
+        Reading or moving it raises `RuntimeError` until the block is entered.
+        """
+        return self._clock
 
     async def __aenter__(self) -> VirtualClock:
         if self._driver is not None:
@@ -201,7 +221,8 @@ class VirtualTime:
         self._wall = follow_wall_clocks(
             driver, time_time=self._time_time, datetime_now=self._datetime_now
         )
-        return VirtualClock(driver)
+        self._clock._bound = driver
+        return self._clock
 
     async def __aexit__(
         self,
