@@ -19,7 +19,10 @@ import pytest
 if TYPE_CHECKING:
     from conftest import Processes  # type: ignore[import-not-found]
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds processes via /proc"),
+]
 
 
 TWO_SERVER_TESTS = """
