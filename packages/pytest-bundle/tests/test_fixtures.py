@@ -142,7 +142,7 @@ def test_virtual_clock_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
         async def test_wait_for_times_out_in_virtual_time(virtual_clock):
             loop = asyncio.get_running_loop()
             start = loop.time()
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):  # TimeoutError itself from 3.11 on
                 await asyncio.wait_for(asyncio.sleep(3600), timeout=30)
             assert loop.time() - start == pytest.approx(30)
             assert virtual_clock.time() == pytest.approx(30)
