@@ -41,6 +41,28 @@ def test_sync_launch_serves_the_demo_app_and_stops_cleanly(get: Get) -> None:
     assert "Application startup complete" in server.output()  # output kept after the stop
 
 
+def test_keep_alive_requests_do_not_stall(get: Get) -> None:
+    """Requests on one kept-alive connection answer at once (no Nagle + delayed-ACK stall).
+
+    A stall costs ~40 ms per request, so 30 requests would take over 1.2 s; working, they take a
+    few tens of milliseconds. The bound is generous on purpose.
+    """
+    import time
+
+    import httpx
+
+    with (
+        launch_server(DEMO_APP, health_path="/api/health") as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        client.get("/api/health")
+        started = time.perf_counter()
+        for _ in range(30):
+            assert client.get("/api/echo").status_code == 200
+        elapsed = time.perf_counter() - started
+    assert elapsed < 1.0, f"30 keep-alive requests took {elapsed:.2f}s: a Nagle stall is back"
+
+
 def test_default_app_is_the_demo(get: Get) -> None:
     with launch_server(env={"DEMO_API_PREFIX": "/v2"}, health_path="/v2/health") as server:
         assert get(server.url + "/v2/health")[0] == 200

@@ -53,6 +53,10 @@ def listening_socket(host: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        # uvicorn rebuilds a passed socket as AF_UNIX (socket.fromfd), so asyncio never sets
+        # TCP_NODELAY on the connections it accepts: every keep-alive request would then stall
+        # ~40 ms on Nagle + delayed ACK. Accepted sockets inherit the option from the listener.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, 0))
         sock.listen(128)
     except BaseException:
