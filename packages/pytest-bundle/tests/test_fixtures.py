@@ -130,15 +130,23 @@ def test_virtual_clock_runs_only_the_test_body_in_virtual_time(pytester: pytest.
     result.assert_outcomes(passed=len(BACKENDS))
 
 
-def test_virtual_clock_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("loop_scope", ["function", "module"])
+def test_virtual_clock_under_pytest_asyncio(pytester: pytest.Pytester, loop_scope: str) -> None:
     pytest.importorskip("pytest_asyncio")
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(
-        """
+        f"""
         import asyncio
         import pytest
 
-        @pytest.mark.asyncio
+        @pytest.mark.asyncio(loop_scope="{loop_scope}")
+        async def test_real_time_before():
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await asyncio.sleep(0.01)
+            assert loop.time() - start >= 0.01
+
+        @pytest.mark.asyncio(loop_scope="{loop_scope}")
         async def test_wait_for_times_out_in_virtual_time(virtual_clock):
             loop = asyncio.get_running_loop()
             start = loop.time()
@@ -146,10 +154,17 @@ def test_virtual_clock_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
                 await asyncio.wait_for(asyncio.sleep(3600), timeout=30)
             assert loop.time() - start == pytest.approx(30)
             assert virtual_clock.time() == pytest.approx(30)
+
+        @pytest.mark.asyncio(loop_scope="{loop_scope}")
+        async def test_real_time_after():
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await asyncio.sleep(0.01)
+            assert loop.time() - start >= 0.01
         """
     )
     result = pytester.runpytest("-p", "no:randomly", "-p", "no:anyio")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=3)
 
 
 def test_a_deadlock_fails_the_test_with_the_stuck_line(pytester: pytest.Pytester) -> None:
