@@ -86,3 +86,42 @@ def test_hosted_api_env_reaches_the_server_and_none_removes(pytester: pytest.Pyt
         patch.setenv("HOME_SECRET", "must-not-reach-the-server")
         result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=60)
     result.assert_outcomes(passed=1)
+
+
+def test_the_session_server_serves_sync_anyio_and_pytest_asyncio_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("pytest_asyncio")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+
+        URLS = set()
+
+        def test_sync(hosted_api_server):
+            URLS.add(hosted_api_server)
+            assert httpx.get(hosted_api_server + "/health").json() is True
+
+        @pytest.mark.anyio
+        async def test_anyio(hosted_api_server):
+            URLS.add(hosted_api_server)
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(hosted_api_server + "/health")).json() is True
+
+        @pytest.mark.asyncio
+        async def test_pytest_asyncio(use_hosted_api_server):
+            URLS.add(use_hosted_api_server)
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(use_hosted_api_server + "/health")).json() is True
+
+        def test_one_server_for_all():
+            assert len(URLS) == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=60)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0, result.stdout.str()
+    assert outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes["passed"] >= 4  # the anyio test runs once per installed backend
