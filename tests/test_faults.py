@@ -81,7 +81,7 @@ async def app(scope, receive, send):
     )
     pytester.makeini(
         f"[pytest]\nhosted_api_app = {name}:app\nhosted_api_factory = false\n"
-        "hosted_api_startup_timeout = 2\n"
+        "hosted_api_startup_timeout = 6\n"
     )
     pytester.makepyfile(test_sick=TWO_SERVER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=60)

@@ -34,6 +34,9 @@ launcher = launch_server(
 )
 
 def report(server):
+    deadline = time.monotonic() + 30  # the app may print its line just after it is ready
+    while "grandchild pid " not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.01)
     grandchild = int(server.output().split("grandchild pid ")[1].split()[0])
     info = {"pid": server.pid, "port": server.port, "grandchild": grandchild}
     print(json.dumps(info), flush=True)

@@ -73,7 +73,8 @@ def test_unknown_keys_raise_keyerror_with_suggestions_and_change_nothing(
         temporary_settings({port: 1, typo: 2, "NOPE_NOT_A_SETTING_AT_ALL": 3}, mirror_environ=True)
     assert isinstance(info.value, KeyError)
     assert info.value.names == (typo, "NOPE_NOT_A_SETTING_AT_ALL")
-    assert info.value.suggestions[typo] == [port.name]
+    # Closest first; other tests' registries in this process may add weaker matches.
+    assert info.value.suggestions[typo][0] == port.name
     assert f"did you mean {port.name!r}" in str(info.value)
     assert port.value() == 81
     assert dict(os.environ) == before

@@ -81,10 +81,14 @@ def run_server(config: BundleConfig, env: ChildEnv, state: ServerState) -> Itera
     try:
         server = launcher.__enter__()
     except ServerStartError as error:
-        state.failure = str(error)
-        tail = "\n".join(error.output_tail)
+        failure: ServerStartError | None = error
+    else:
+        failure = None
+    if failure is not None:  # fail outside the except block: one clean message, no chain
+        state.failure = str(failure)
+        tail = "\n".join(failure.output_tail)
         state.output = lambda: tail
-        pytest.fail(f"hosted_api_server could not start:\n{error}", pytrace=False)
+        pytest.fail(f"hosted_api_server could not start:\n{failure}", pytrace=False)
     state.url = server.url + config.prefix
     state.output = server.output
     try:

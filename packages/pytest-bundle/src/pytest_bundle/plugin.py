@@ -85,9 +85,10 @@ def pytest_runtest_makereport(
                 lines = state.output().splitlines()[-_OUTPUT_LINES_IN_REPORT:]
             except Exception as error:  # the report must not fail because the log is gone
                 lines = [f"(output unavailable: {error})"]
-            report.sections.append(
-                (f"hosted API server output (last {len(lines)} lines)", "\n".join(lines))
-            )
+            if lines:
+                report.sections.append(
+                    (f"hosted API server output (last {len(lines)} lines)", "\n".join(lines))
+                )
     return report
 
 
