@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -25,12 +25,10 @@ SettingsOverride = Callable[[Mapping[str, str]], AbstractContextManager[object]]
 class ServerState:
     """What the plugin knows about the session's server, for reports and per-test checks."""
 
-    url: str | None = None
     output: Callable[[], str] | None = None
     failure: str | None = None
     owner_alive: Callable[[], bool] | None = None
     owner_description: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def default_child_env() -> dict[str, str | None]:
@@ -89,10 +87,9 @@ def run_server(config: BundleConfig, env: ChildEnv, state: ServerState) -> Itera
         tail = "\n".join(failure.output_tail)
         state.output = lambda: tail
         pytest.fail(f"hosted_api_server could not start:\n{failure}", pytrace=False)
-    state.url = server.url + config.prefix
     state.output = server.output
     try:
-        yield state.url
+        yield server.url + config.prefix
     finally:
         launcher.__exit__(None, None, None)
 

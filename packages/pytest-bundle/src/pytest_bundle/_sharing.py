@@ -117,12 +117,12 @@ def shared_server(
             }
             _write(state_path, data)
     owner_pid = int(data["owner_pid"])
-    state.url = str(data["url"])
+    shared_url = str(data["url"])
     state.owner_alive = lambda: _alive(owner_pid)
     state.owner_description = f"xdist worker {data['owner_worker']} (pid {owner_pid})"
     if not owner:
         try:
-            yield state.url
+            yield shared_url
         finally:
             with lock:
                 current = _read(state_path)
@@ -131,7 +131,7 @@ def shared_server(
                     _write(state_path, current)
         return
     try:
-        yield state.url
+        yield shared_url
     finally:
         _wait_for_users_then_close(lock, state_path, me)
         context.__exit__(None, None, None)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ._config import BundleConfig, add_options, check_app_importable, child_python_path, read_config
 from ._hosted import (
     ServerState,
+    SettingsOverride,
     build_child_env,
     default_child_env,
     default_settings_override,
@@ -128,7 +128,7 @@ def hosted_api_env() -> Mapping[str, str | None]:
 
 
 @pytest.fixture(scope="session")
-def hosted_api_settings_override() -> Callable[[Mapping[str, str]], AbstractContextManager[Any]]:
+def hosted_api_settings_override() -> SettingsOverride:
     """A callable taking ``{setting name: string value}`` and returning a context manager.
 
     Default: ``settings_override.temporary_settings(..., mirror_environ=True)`` for registered
@@ -172,7 +172,7 @@ def hosted_api_server(
 def use_hosted_api_server(
     request: pytest.FixtureRequest,
     hosted_api_server: str,
-    hosted_api_settings_override: Callable[[Mapping[str, str]], AbstractContextManager[Any]],
+    hosted_api_settings_override: SettingsOverride,
 ) -> Iterator[str]:
     """For one test, point the URL setting (and the extra settings) at the hosted server."""
     bundle = _config(request.config)
