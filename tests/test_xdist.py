@@ -20,7 +20,7 @@ def test_record(use_hosted_api_server, n):
     import httpx
     assert httpx.get(use_hosted_api_server + "/health").json() is True
     record = {"worker": os.environ["PYTEST_XDIST_WORKER"], "url": use_hosted_api_server}
-    out = pathlib.Path(os.environ["RECORD_DIR"]) / f"{n}.json"
+    out = pathlib.Path(os.environ["RECORD_DIR"]) / f"{record['worker']}-{n}.json"
     out.write_text(json.dumps(record))
 """
 
@@ -33,30 +33,31 @@ def _run(pytester: pytest.Pytester, records: Path, *args: str) -> pytest.RunResu
     pytester.makepyfile(test_record=RECORDING_TESTS)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECORD_DIR", str(records))
+        # --dist each: both workers run every test, so both really ask for a server.
         return pytester.runpytest_subprocess(
-            "-n", "2", "--dist", "load", "-p", "no:randomly", *args, timeout=120
+            "-n", "2", "--dist", "each", "-p", "no:randomly", *args, timeout=120
         )
 
 
 def test_every_worker_gets_its_own_server(pytester: pytest.Pytester, tmp_path: Path) -> None:
     result = _run(pytester, tmp_path)
-    result.assert_outcomes(passed=6)
-    records = _records(tmp_path)
+    result.assert_outcomes(passed=12)
     urls_by_worker: dict[str, set[str]] = {}
-    for record in records:
+    for record in _records(tmp_path):
         urls_by_worker.setdefault(record["worker"], set()).add(record["url"])
+    assert sorted(urls_by_worker) == ["gw0", "gw1"]
     assert all(len(urls) == 1 for urls in urls_by_worker.values())
-    if len(urls_by_worker) == 2:
-        first, second = (urls.pop() for urls in urls_by_worker.values())
-        assert first != second
+    first, second = (urls.pop() for urls in urls_by_worker.values())
+    assert first != second
 
 
 def test_shared_mode_gives_all_workers_one_server_and_stops_it(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
     result = _run(pytester, tmp_path, "--hosted-api-shared")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=12)
     records = _records(tmp_path)
+    assert {record["worker"] for record in records} == {"gw0", "gw1"}
     assert len({record["url"] for record in records}) == 1
     url = records[0]["url"]
     with pytest.raises(httpx.ConnectError):

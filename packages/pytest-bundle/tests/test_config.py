@@ -121,7 +121,10 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
 
 
 def test_boolean_flag_never_swallows_a_test_path(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    # Were the flag to take a value, it would eat "test_one.py" and both files would run.
+    pytester.makepyfile(
+        test_one="def test_one():\n    pass\n", test_two="def test_two():\n    pass\n"
+    )
     result = pytester.runpytest("--hosted-api-shared", "test_one.py")
     result.assert_outcomes(passed=1)
 
