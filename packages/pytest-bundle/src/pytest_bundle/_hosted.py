@@ -6,8 +6,6 @@ functions here, which run only when a test asks for a server.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -49,18 +47,6 @@ def build_child_env(
     if config.uses_demo_app:
         env.setdefault("DEMO_API_PREFIX", config.prefix)
     return env
-
-
-def env_fingerprint(config: BundleConfig, env: Mapping[str, str | None]) -> str:
-    """A digest of what makes two servers interchangeable (for sharing between workers)."""
-    payload = {
-        "app": config.app,
-        "factory": config.factory,
-        "prefix": config.prefix,
-        "health": config.health_path,
-        "env": sorted(env.items(), key=lambda item: item[0]),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 @contextmanager

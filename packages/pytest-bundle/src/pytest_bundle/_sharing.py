@@ -8,6 +8,7 @@ its session end it waits until every other user has left or died, then stops the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -19,11 +20,23 @@ from typing import Any
 import pytest
 
 from ._config import BundleConfig
-from ._hosted import ServerState, env_fingerprint, run_server
+from ._hosted import ServerState, run_server
 
 _STATE_FILE = "hosted_api_server.json"
 _LOCK_FILE = "hosted_api_server.lock"
 _WAIT_STEP = 0.05
+
+
+def _env_fingerprint(config: BundleConfig, env: Mapping[str, str | None]) -> str:
+    """A digest of what makes two servers interchangeable (for sharing between workers)."""
+    payload = {
+        "app": config.app,
+        "factory": config.factory,
+        "prefix": config.prefix,
+        "health": config.health_path,
+        "env": sorted(env.items(), key=lambda item: item[0]),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _alive(pid: int) -> bool:
@@ -70,7 +83,7 @@ def shared_server(
     from filelock import FileLock
 
     me = os.getpid()
-    fingerprint = env_fingerprint(config, env)
+    fingerprint = _env_fingerprint(config, env)
     state_path = shared_dir / _STATE_FILE
     lock = FileLock(str(shared_dir / _LOCK_FILE))
     with lock.acquire(timeout=config.startup_timeout + 30):
