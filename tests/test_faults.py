@@ -50,7 +50,10 @@ def test_a_broken_app_errors_every_test_fast_with_its_output(
 ) -> None:
     name = f"brokenapp_{uuid.uuid4().hex[:8]}"
     pytester.makepyfile(**{name: module_source})
-    pytester.makeini(f"[pytest]\nhosted_api_app = {name}:create_app\n")
+    # A long start-up deadline: reporting well before it proves nobody waited for it.
+    pytester.makeini(
+        f"[pytest]\nhosted_api_app = {name}:create_app\nhosted_api_startup_timeout = 120\n"
+    )
     pytester.makepyfile(test_broken=TWO_SERVER_TESTS)
     started = time.monotonic()
     result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=60)
@@ -59,7 +62,7 @@ def test_a_broken_app_errors_every_test_fast_with_its_output(
     text = result.stdout.str()
     assert "hosted_api_server could not start" in text
     assert expected in text
-    assert elapsed < 15, f"a child that exits at once took {elapsed:.1f}s to report"
+    assert elapsed < 60, f"a child that exits at once took {elapsed:.1f}s to report"
     assert processes.mentioning(name) == []
 
 
@@ -161,7 +164,7 @@ def test_ctrl_c_mid_session_stops_the_server(
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=30)[0].decode()
     assert "KeyboardInterrupt" in output
-    assert processes.wait_gone(server, 2.0), f"server {server} survived Ctrl-C"
+    assert processes.wait_gone(server, 30.0), f"server {server} survived Ctrl-C"
 
 
 def test_sigkill_of_pytest_leaves_no_server(
@@ -171,4 +174,4 @@ def test_sigkill_of_pytest_leaves_no_server(
     server = _server_pid(processes, process.pid)
     process.kill()
     process.communicate(timeout=30)
-    assert processes.wait_gone(server, 2.0), f"server {server} outlived the killed pytest"
+    assert processes.wait_gone(server, 30.0), f"server {server} outlived the killed pytest"

@@ -70,27 +70,41 @@ def test_shared_mode_refuses_workers_with_a_different_environment(
     pytester.makeconftest(
         """
 import os
+import pathlib
 import pytest
 
 @pytest.fixture(scope="session")
 def hosted_api_env():
     return {"DATABASE": "db-for-" + os.environ["PYTEST_XDIST_WORKER"]}
+
+def pytest_runtest_logreport(report):
+    # The refused worker says so, so that the owner (whose tests run) can wait for it.
+    if report.when == "setup" and report.failed:
+        pathlib.Path(os.environ["BARRIER_DIR"], "refused").touch()
 """
     )
     pytester.makepyfile(
         test_env="""
+import os
+import pathlib
 import time
 import pytest
 
 @pytest.mark.parametrize("n", range(4))
 def test_uses_server(hosted_api_server, n):
-    time.sleep(0.2)
+    # The owner stays alive until the other worker has asked for the server (and was refused).
+    deadline = time.monotonic() + 60
+    while not pathlib.Path(os.environ["BARRIER_DIR"], "refused").exists():
+        assert time.monotonic() < deadline, "the other worker never asked for the server"
+        time.sleep(0.02)
 """
     )
     # --dist each: both workers run every test, so both ask for the shared server.
-    result = pytester.runpytest_subprocess(
-        "-n", "2", "--dist", "each", "--hosted-api-shared", "-p", "no:randomly", timeout=120
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BARRIER_DIR", str(tmp_path))
+        result = pytester.runpytest_subprocess(
+            "-n", "2", "--dist", "each", "--hosted-api-shared", "-p", "no:randomly", timeout=120
+        )
     result.assert_outcomes(passed=4, errors=4)
     assert "shared mode (--hosted-api-shared) cannot serve" in result.stdout.str()
 
@@ -116,10 +130,21 @@ def test_1_attach(hosted_api_server, tmp_path_factory):
         assert time.monotonic() < deadline
         time.sleep(0.02)
 
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
 def test_2_owner_dies(hosted_api_server, tmp_path_factory):
-    if _owner_pid(tmp_path_factory) == os.getpid():
+    owner = _owner_pid(tmp_path_factory)
+    if owner == os.getpid():
         os.kill(os.getpid(), signal.SIGKILL)
-    time.sleep(1.5)  # the other worker waits until the owner is gone
+    deadline = time.monotonic() + 60
+    while _alive(owner):  # the other worker waits until the owner is gone
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
 
 def test_3_after(hosted_api_server):
     pass

@@ -16,7 +16,10 @@ import re
 import sys
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: tomli is the same parser (pytest brings it there)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 PACKAGES = ("settings-override", "fake-sleep", "server-launcher", "pytest-bundle")
 TAG = re.compile(r"^(?P<package>[a-z][a-z-]*[a-z])-v(?P<version>[0-9][0-9A-Za-z.+!-]*)$")

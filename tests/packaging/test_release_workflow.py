@@ -18,10 +18,6 @@ SCRIPT = ROOT / ".github" / "scripts" / "release_tag.py"
 WORKFLOWS = ROOT / ".github" / "workflows"
 PACKAGES = ("settings-override", "fake-sleep", "server-launcher", "pytest-bundle")
 
-needs_tomllib = pytest.mark.skipif(
-    sys.version_info < (3, 11), reason="the release job runs the check on Python 3.12 (tomllib)"
-)
-
 
 def release_tag(*args: str | Path, github_output: Path | None = None):
     """Run the release job's check as the workflow does; never touch a real GITHUB_OUTPUT."""
@@ -57,7 +53,6 @@ def fake_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@needs_tomllib
 @pytest.mark.parametrize("name", PACKAGES)
 def test_each_package_can_be_released_at_its_declared_version(name, tmp_path):
     version = declared_version(name)
@@ -67,7 +62,6 @@ def test_each_package_can_be_released_at_its_declared_version(name, tmp_path):
     assert output.read_text(encoding="utf-8") == f"package={name}\nversion={version}\n"
 
 
-@needs_tomllib
 def test_a_tag_whose_version_differs_from_pyproject_is_refused(fake_root):
     result = release_tag("fake-sleep-v1.2.4", "--root", fake_root)
     assert result.returncode == 1
@@ -75,7 +69,6 @@ def test_a_tag_whose_version_differs_from_pyproject_is_refused(fake_root):
     assert "tag fake-sleep-v1.2.3" in result.stderr
 
 
-@needs_tomllib
 @pytest.mark.parametrize("tag", ["fake-sleep-1.2.3", "fake_sleep-v1.2.3", "other-v1.2.3", "v1.2.3"])
 def test_a_tag_naming_no_package_is_refused(fake_root, tag):
     result = release_tag(tag, "--root", fake_root)
@@ -84,7 +77,6 @@ def test_a_tag_naming_no_package_is_refused(fake_root, tag):
     assert "fake-sleep-v<version>" in result.stderr
 
 
-@needs_tomllib
 def test_the_project_version_is_read_not_another_tables(fake_root):
     assert release_tag("fake-sleep-v1.2.3", "--root", fake_root).returncode == 0
     assert release_tag("fake-sleep-v9", "--root", fake_root).returncode == 1

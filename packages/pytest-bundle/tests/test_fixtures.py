@@ -123,7 +123,7 @@ def test_virtual_clock_runs_only_the_test_body_in_virtual_time(pytester: pytest.
             assert scope.cancelled_caught
             assert anyio.current_time() - start == pytest.approx(5)
             assert virtual_clock.time() == pytest.approx(5)
-            assert time.monotonic() - started < 1
+            assert time.monotonic() - started < 5  # a real 10 s sleep would take 10
         """
     )
     result = pytester.runpytest("-p", "no:randomly")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import http.client
 import os
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,23 @@ APPS = Path(__file__).parent / "apps"
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def cpu_burners() -> Iterator[list[int]]:
+    """Two busy-loop processes (one per core here) for the test's duration: a loaded machine."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", "while True: pass"], stdin=subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
+    try:
+        yield [proc.pid for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -44,8 +44,9 @@ def test_sync_launch_serves_the_demo_app_and_stops_cleanly(get: Get) -> None:
 def test_keep_alive_requests_do_not_stall(get: Get) -> None:
     """Requests on one kept-alive connection answer at once (no Nagle + delayed-ACK stall).
 
-    A stall costs ~40 ms per request, so 30 requests would take over 1.2 s; working, they take a
-    few tens of milliseconds. The bound is generous on purpose.
+    A stall holds *every* request for the 40 ms delayed-ACK timer, so even the fastest third of
+    them would take 40 ms or more; working, they take a few milliseconds. Looking at the fast
+    end, not the total, keeps a busy machine (which slows some requests) from failing the test.
     """
     import time
 
@@ -56,11 +57,13 @@ def test_keep_alive_requests_do_not_stall(get: Get) -> None:
         httpx.Client(base_url=server.url) as client,
     ):
         client.get("/api/health")
-        started = time.perf_counter()
+        times = []
         for _ in range(30):
+            started = time.perf_counter()
             assert client.get("/api/echo").status_code == 200
-        elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, f"30 keep-alive requests took {elapsed:.2f}s: a Nagle stall is back"
+            times.append(time.perf_counter() - started)
+    fast_third = sorted(times)[10]
+    assert fast_third < 0.038, f"a third of the requests took {fast_third * 1000:.0f} ms or more"
 
 
 def test_default_app_is_the_demo(get: Get) -> None:

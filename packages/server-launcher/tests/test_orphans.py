@@ -76,8 +76,9 @@ def test_server_and_its_children_die_with_a_killed_parent(
             time.sleep(0.3)  # the async start is long done: its task's thread is not the anchor
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
-        assert wait_gone(info["pid"], 1.0), "the server outlived its parent"
-        assert wait_gone(info["grandchild"], 1.0), "the server's child outlived it"
+        # Generous bounds that only catch a server left running (it dies at once when quiet).
+        assert wait_gone(info["pid"], 30.0), "the server outlived its parent"
+        assert wait_gone(info["grandchild"], 30.0), "the server's child outlived it"
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", info["port"]), timeout=1).close()
     finally:

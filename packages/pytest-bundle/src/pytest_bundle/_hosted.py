@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -50,8 +51,14 @@ def build_child_env(
 
 
 @contextmanager
-def run_server(config: BundleConfig, env: ChildEnv, state: ServerState) -> Iterator[str]:
-    """Start the configured app, yield the API URL, stop it; a start failure fails the test."""
+def run_server(
+    config: BundleConfig, env: ChildEnv, state: ServerState, log_dir: Path
+) -> Iterator[str]:
+    """Start the configured app, yield the API URL, stop it; a start failure fails the test.
+
+    The server's log goes under ``log_dir`` (pytest's temp folder, which pytest's retention
+    cleans), never into the system temp folder.
+    """
     from server_launcher import ServerStartError, launch_server
 
     launcher = launch_server(
@@ -61,6 +68,7 @@ def run_server(config: BundleConfig, env: ChildEnv, state: ServerState) -> Itera
         env=dict(env),
         startup_timeout=config.startup_timeout,
         shutdown_timeout=config.shutdown_timeout,
+        log_dir=log_dir,
     )
     try:
         server = launcher.__enter__()

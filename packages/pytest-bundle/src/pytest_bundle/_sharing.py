@@ -78,6 +78,7 @@ def shared_server(
     state: ServerState,
     shared_dir: Path,
     worker: str,
+    log_dir: Path,
 ) -> Iterator[str]:
     """Attach to the workers' shared server, starting it when this worker is the first."""
     from filelock import FileLock
@@ -106,7 +107,7 @@ def shared_server(
             owner = False
         else:
             owner = True
-            context = run_server(config, env, state)
+            context = run_server(config, env, state, log_dir)
             try:
                 url = context.__enter__()
             except BaseException:

@@ -157,14 +157,15 @@ def hosted_api_server(
         bundle, hosted_api_env, child_python_path(request.config, _BASELINE_SYS_PATH)
     )
     worker = os.environ.get("PYTEST_XDIST_WORKER")
+    log_dir = tmp_path_factory.mktemp("hosted-api-server")
     if bundle.shared and worker:
         from ._sharing import shared_server
 
         shared_dir = tmp_path_factory.getbasetemp().parent
-        with shared_server(bundle, env, state, shared_dir, worker) as url:
+        with shared_server(bundle, env, state, shared_dir, worker, log_dir) as url:
             yield url
     else:
-        with run_server(bundle, env, state) as url:
+        with run_server(bundle, env, state, log_dir) as url:
             yield url
 
 

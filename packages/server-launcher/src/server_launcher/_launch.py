@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import string
 import sys
@@ -210,6 +211,7 @@ def launch_server(
     server_args: Sequence[str] = (),
     output: IO[Any] | None = None,
     allow_remote: bool = False,
+    log_dir: str | os.PathLike[str] | None = None,
 ) -> ServerLauncher:
     """Prepare a server launch; start it with ``with`` or ``async with``.
 
@@ -229,9 +231,12 @@ def launch_server(
             with neither, the port is read from the first ``http://host:port`` it prints.
         server_args: extra arguments appended to the server command.
         output: a file object (text or binary, e.g. ``sys.stderr``) that also receives the
-            server's output as it comes. The output is always kept in memory and in a private
-            temporary log file that is removed after a clean stop.
+            server's output as it comes. The output is always kept in memory (the last 8 MiB)
+            and in a private log file that is removed after a clean stop; a kept log holds the
+            first 32 MiB and the last 8 MiB of the output.
         allow_remote: allow a non-loopback ``host`` (the server is then reachable from outside).
+        log_dir: an existing folder for the log file (e.g. pytest's ``tmp_path``); the system
+            temporary folder by default.
 
     Raises:
         TypeError, ValueError: on bad arguments, before anything is started.
@@ -255,6 +260,7 @@ def launch_server(
         raise TypeError(
             f"output must be None or a writable file object such as sys.stderr, got {output!r}"
         )
+    log_folder = _check_log_dir(log_dir)
     if app is not None and not isinstance(app, str):
         raise TypeError(f"app must be an import string 'package.module:attribute', got {app!r}")
     if app is not None and command is None and not _APP_RE.match(app):
@@ -290,6 +296,7 @@ def launch_server(
                 shutdown_timeout=shutdown,
                 port_mode=port_mode,
                 stream=output,
+                log_dir=log_folder,
             )
         )
 
@@ -330,6 +337,7 @@ def launch_server(
             shutdown_timeout=shutdown,
             port_mode=mode,
             stream=output,
+            log_dir=log_folder,
         )
     )
 
@@ -362,6 +370,17 @@ def _check_timeout(name: str, value: object) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
     return float(value)
+
+
+def _check_log_dir(log_dir: object) -> str | None:
+    if log_dir is None:
+        return None
+    if not isinstance(log_dir, (str, os.PathLike)):
+        raise TypeError(f"log_dir must be a folder path (str or Path), got {log_dir!r}")
+    folder = os.fspath(log_dir)
+    if not isinstance(folder, str) or not os.path.isdir(folder):
+        raise ValueError(f"log_dir must be an existing folder, got {log_dir!r}; create it first")
+    return os.path.abspath(folder)
 
 
 def _check_env(env: object) -> Mapping[str, str | None] | None:

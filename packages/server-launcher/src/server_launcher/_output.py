@@ -1,6 +1,10 @@
 """Drain the child's output at all times: into memory, a private log file, and an optional stream.
 
 An unread pipe blocks a chatty child (mirakuru#98); a thread that reads until EOF never lets it.
+A reader thread alone is not enough for ``output()``: a line the server wrote just before it
+answered a request may still sit in the pipe when the answer arrives. So the pipe is read
+non-blocking, under one lock, by the thread *and* by every ``text()`` call, which first takes
+whatever is pending: what the server wrote before the call is always in what it returns.
 """
 
 from __future__ import annotations
@@ -10,14 +14,21 @@ import contextlib
 import io
 import os
 import re
+import selectors
 import tempfile
 import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-#: Memory kept for ``output()``; older output is dropped (the log file keeps all of it).
+#: Memory kept for ``output()``; older output is dropped (the log file keeps more of it).
 MEMORY_LIMIT = 8 * 1024 * 1024
+#: The log file keeps the first ``LOG_LIMIT`` bytes; past that, only the last ``MEMORY_LIMIT``
+#: bytes are added when it is closed, after a line saying how much was left out.
+LOG_LIMIT = 32 * 1024 * 1024
 TAIL_LINES = 50
+#: At most this much is read from the pipe by one ``text()`` call (a bound against a child
+#: that writes faster than we read; what was pending at the call is far less than this).
+_SYNC_READ_LIMIT = 16 * 1024 * 1024
 
 _URL_PORT = re.compile(rb"https?://(?:\[[^\]\s]*\]|[A-Za-z0-9.\-]+):(\d{1,5})")
 
@@ -26,30 +37,65 @@ class OutputSink:
     """Everything the child printed, readable while it runs and after it has exited."""
 
     def __init__(
-        self, stream: IO[Any] | None, on_port: Callable[[int], None] | None = None
+        self,
+        stream: IO[Any] | None,
+        on_port: Callable[[int], None] | None = None,
+        log_dir: str | None = None,
     ) -> None:
-        fd, self.log_path = tempfile.mkstemp(prefix="server-launcher-", suffix=".log")
-        self._log_fd: int | None = fd  # mkstemp creates it readable by this user only (0600)
+        self.log_path: str | None = None
+        self._log_dir = log_dir
+        self._log_fd: int | None = None
+        self._log_written = 0
         self._stream = stream
         self._stream_binary = isinstance(stream, (io.RawIOBase, io.BufferedIOBase))
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._on_port = on_port
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the kept chunks
+        self._read_lock = threading.Lock()  # the pipe: one reader at a time, so order is kept
         self._chunks: list[bytes] = []
         self._size = 0
+        self._total = 0
         self._dropped = 0
         self._thread: threading.Thread | None = None
+        self._pipe: IO[bytes] | None = None
+        self._pipe_fd: int | None = None
+        self._nonblocking = False
         self._scan = b""
 
     def start(self, pipe: IO[bytes]) -> None:
-        """Start draining ``pipe`` in a daemon thread; it ends at EOF."""
-        self._thread = threading.Thread(
-            target=self._drain, args=(pipe,), name="server-output", daemon=True
+        """Open the log and start draining ``pipe`` in a daemon thread; it ends at EOF."""
+        fd, self.log_path = tempfile.mkstemp(
+            prefix="server-launcher-", suffix=".log", dir=self._log_dir
         )
+        self._log_fd = fd  # mkstemp creates it readable by this user only (0600)
+        self._pipe = pipe
+        self._pipe_fd = pipe.fileno()
+        try:
+            os.set_blocking(self._pipe_fd, False)
+            self._nonblocking = True
+            drain = self._drain_nonblocking
+        except OSError:  # pragma: no cover - Windows pipes: the thread reads, blocking
+            drain = self._drain_blocking
+        self._thread = threading.Thread(target=drain, name="server-output", daemon=True)
         self._thread.start()
 
-    def _drain(self, pipe: IO[bytes]) -> None:
-        fd = pipe.fileno()
+    def _drain_nonblocking(self) -> None:
+        fd = self._pipe_fd
+        assert fd is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            at_eof = False
+            while not at_eof:
+                sel.select()
+                with self._read_lock:
+                    at_eof = self._read_pending(limit=1024 * 1024)
+                    if at_eof:
+                        sel.unregister(fd)
+                        self._close_pipe()
+
+    def _drain_blocking(self) -> None:  # pragma: no cover - Windows only
+        fd = self._pipe_fd
+        assert fd is not None
         while True:
             try:
                 data = os.read(fd, 65536)
@@ -60,20 +106,63 @@ class OutputSink:
             if not data:
                 break
             self._keep(data)
-        with contextlib.suppress(OSError):
-            pipe.close()
+        with self._read_lock:
+            self._close_pipe()
+
+    def _read_pending(self, limit: int) -> bool:
+        """Keep what the pipe holds now (caller holds ``_read_lock``); True at EOF.
+
+        Only the drain thread closes the pipe, so a caller that sees EOF first never pulls
+        the descriptor from under the thread's selector.
+        """
+        fd = self._pipe_fd
+        if fd is None:
+            return True
+        taken = 0
+        while taken < limit:
+            try:
+                data = os.read(fd, 65536)
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+            if not data:
+                return True
+            taken += len(data)
+            self._keep(data)
+        return False
+
+    def _close_pipe(self) -> None:
+        self._pipe_fd = None
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                self._pipe.close()
+            self._pipe = None
+
+    def sync(self) -> None:
+        """Take in everything the child has written so far (it may still sit in the pipe)."""
+        if not self._nonblocking or self._pipe_fd is None:
+            return
+        with self._read_lock:
+            self._read_pending(limit=_SYNC_READ_LIMIT)
 
     def _keep(self, data: bytes) -> None:
         with self._lock:
             self._chunks.append(data)
             self._size += len(data)
+            self._total += len(data)
             while self._size > MEMORY_LIMIT and len(self._chunks) > 1:
                 dropped = self._chunks.pop(0)
                 self._size -= len(dropped)
                 self._dropped += len(dropped)
-            if self._log_fd is not None:
+            room = LOG_LIMIT - self._log_written
+            if self._log_fd is not None and room > 0:
+                piece = data[:room]
                 with contextlib.suppress(OSError):
-                    os.write(self._log_fd, data)
+                    os.write(self._log_fd, piece)
+                self._log_written += len(piece)
         if self._on_port is not None:
             self._scan = (self._scan + data)[-4096:]
             match = _URL_PORT.search(self._scan)
@@ -92,23 +181,32 @@ class OutputSink:
 
     def note(self, text: str) -> None:
         """Add a line of the launcher's own to the kept output, the log and the stream."""
-        self._keep(f"{text}\n".encode())
+        with self._read_lock:  # after whatever the child wrote before it
+            if self._nonblocking:
+                self._read_pending(limit=_SYNC_READ_LIMIT)
+            self._keep(f"{text}\n".encode())
 
     def wait_drained(self, timeout: float) -> None:
-        """Wait for EOF (the whole group has exited) so that the tail is complete."""
+        """Wait for EOF (the whole group has exited) so that the tail is complete.
+
+        If something outside the group still holds the pipe, take what is pending and go on.
+        """
         if self._thread is not None:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 self._thread = None
+                return
+        self.sync()
 
     def text(self) -> str:
-        """Everything kept so far, decoded as UTF-8 (undecodable bytes replaced)."""
+        """Everything the child wrote up to this call, decoded as UTF-8 (bad bytes replaced)."""
+        self.sync()
         with self._lock:
             data = b"".join(self._chunks)
             dropped = self._dropped
         text = data.decode("utf-8", errors="replace")
         if dropped:
-            where = f" (full output in {self.log_path})" if self._log_fd is not None else ""
+            where = f" (the log {self.log_path} keeps more)" if self._log_fd is not None else ""
             text = f"[... {dropped} earlier bytes not kept in memory{where}]\n" + text
         return text
 
@@ -118,12 +216,31 @@ class OutputSink:
 
     def close(self, *, keep_log: bool) -> str | None:
         """Close the log file; remove it unless ``keep_log``. Returns the kept path."""
-        if self._log_fd is not None:
+        if self._log_fd is None:
+            return self.log_path if keep_log else None
+        if keep_log:
+            self._append_tail_to_log()
+        with contextlib.suppress(OSError):
+            os.close(self._log_fd)
+        self._log_fd = None
+        if not keep_log and self.log_path is not None:
             with contextlib.suppress(OSError):
-                os.close(self._log_fd)
-            self._log_fd = None
-            if not keep_log:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.log_path)
-                return None
-        return self.log_path if keep_log else None
+                os.unlink(self.log_path)
+            self.log_path = None
+        return self.log_path
+
+    def _append_tail_to_log(self) -> None:
+        """A log cut at ``LOG_LIMIT`` gets the last output (the part that matters) at its end."""
+        assert self._log_fd is not None
+        with self._lock:
+            if self._total <= self._log_written:
+                return
+            start = max(self._log_written, self._dropped)
+            tail = b"".join(self._chunks)[start - self._dropped :]
+            left_out = start - self._log_written
+        marker = (
+            f"\n[server-launcher: {left_out} bytes left out: the log keeps the first "
+            f"{LOG_LIMIT} bytes and the last {len(tail)}]\n"
+        ).encode()
+        with contextlib.suppress(OSError):
+            os.write(self._log_fd, marker + tail)

@@ -48,6 +48,7 @@ class LaunchSpec:
     shutdown_timeout: float
     port_mode: PortMode
     stream: IO[Any] | None
+    log_dir: str | None = None
 
 
 class Supervisor:
@@ -80,7 +81,9 @@ class Supervisor:
         self._failure: tuple[str, str] | None = None  # (kind, reason), built into an error later
         self._last_status: int | None = None
         self._last_problem = ""
-        self.output = OutputSink(spec.stream, self._port_reported)
+        # Only a server that reports its port has its output scanned for one.
+        on_port = self._port_reported if spec.port_mode == "report" else None
+        self.output = OutputSink(spec.stream, on_port, spec.log_dir)
         self._thread = threading.Thread(target=self._main, name="server-launcher", daemon=True)
 
     # -- front-end side -------------------------------------------------------------------

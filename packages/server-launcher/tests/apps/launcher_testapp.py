@@ -5,7 +5,8 @@ TESTAPP_HEALTH_STATUS=N           status of GET /health (default 200)
 TESTAPP_IGNORE_SIGTERM=1          ignore SIGTERM once started
 TESTAPP_PRINT_BYTES=N             print N bytes to stdout during start-up
 TESTAPP_SPAWN_CHILD=1             start a grandchild process and print its pid
-Routes: /health, /pid, /env/NAME, /stream (never ends), /print?n=N (prints N bytes).
+Routes: /health, /pid, /env/NAME, /stream (never ends), /print?n=N (prints N bytes),
+/say?TEXT (prints "said TEXT" as one line, then answers).
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def create_app() -> Any:
             sys.stdout.write("y" * count + "\n")
             sys.stdout.flush()
             await _send(send, 200, count)
+        elif path == "/say":
+            text = scope["query_string"].decode()
+            print(f"said {text}", flush=True)
+            await _send(send, 200, text)
         elif path == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             while True:
