@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from server_launcher import ServerLauncher, launch_server
+from server_launcher import ServerLauncher, launch_server, pid_alive
 
 APPS = Path(__file__).parent / "apps"
 
@@ -87,17 +87,7 @@ def get() -> Callable[..., tuple[int, bytes]]:
 
 def _gone(pid: int) -> bool:
     """No such process, or only a zombie (whose reaping is up to its new parent)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
+    return not pid_alive(pid)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

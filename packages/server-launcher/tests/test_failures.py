@@ -229,3 +229,87 @@ async def test_async_start_error_is_raised_in_async_code() -> None:
     if caught.value.log_path:
         os.unlink(caught.value.log_path)
     await anyio.lowlevel.checkpoint()
+
+
+def test_failed_binds_leave_no_descriptor_or_log(
+    tmp_path: Any, resources: Callable[[], dict[str, int]]
+) -> None:
+    """192.0.2.1 (TEST-NET-1) is on no interface here: the bind fails before anything starts."""
+    before = resources()
+    for _ in range(5):
+        with pytest.raises(OSError, match="assign requested address"):
+            with launch_server(host="192.0.2.1", allow_remote=True, log_dir=tmp_path):
+                pytest.fail("must not start")
+    assert resources() == before
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("huge", [1e7, 1e9, 1e300])
+def test_any_finite_timeout_works(testapp: Callable[..., Any], get: Get, huge: float) -> None:
+    """Timeouts beyond what a selector takes (epoll counts milliseconds in a C int) still work."""
+    with testapp(startup_timeout=huge, shutdown_timeout=huge) as server:
+        assert get(server.url + "/health")[0] == 200
+        assert server.stop() in (0, -signal.SIGTERM)  # a clean stop, not an instant SIGKILL
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_start_kills_the_never_ready_server_at_once(
+    testapp: Callable[..., Any], resources: Callable[[], dict[str, int]]
+) -> None:
+    before = resources()
+    started = time.monotonic()
+    with anyio.move_on_after(1.0):
+        async with testapp(env={"TESTAPP_STARTUP": "hang"}, shutdown_timeout=60):
+            pytest.fail("a hanging start-up must not become ready")
+    assert time.monotonic() - started < 30  # not the 60 s shutdown grace
+    assert resources()["children"] == before["children"]
+
+
+CTRL_C_WHILE_STARTING = """
+import sys
+from server_launcher import launch_server
+
+launcher = launch_server(
+    "launcher_testapp:create_app",
+    server_args=["--app-dir", sys.argv[1]],
+    env={"TESTAPP_STARTUP": "hang"},
+    shutdown_timeout=60,
+    output=sys.stdout,
+)
+try:
+    with launcher:
+        pass
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_while_starting_kills_the_never_ready_server_at_once(
+    apps_dir: Any, wait_gone: Callable[[int, float], bool]
+) -> None:
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", CTRL_C_WHILE_STARTING, str(apps_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        server_pid = 0
+        for line in proc.stdout:  # the server is up and hangs in its start-up
+            if "Started server process [" in line:
+                server_pid = int(line.split("[", 1)[1].split("]", 1)[0])
+            if "Waiting for application startup" in line:
+                break
+        assert server_pid
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+        assert time.monotonic() - started < 30  # not the 60 s shutdown grace
+        assert "interrupted" in rest
+        assert wait_gone(server_pid, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

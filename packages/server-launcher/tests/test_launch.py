@@ -183,7 +183,7 @@ def test_command_with_port_placeholder_gets_a_reserved_port(get: Get) -> None:
 def test_port_read_from_the_output_when_the_command_picks_it(
     testapp: Callable[..., Any], get: Get, apps_dir: Any
 ) -> None:
-    """The Windows path: uvicorn binds port 0 and the parent reads the port it reports."""
+    """The reported-port path: uvicorn binds port 0 and the parent reads the port it prints."""
     command = [
         "{python}", "-m", "uvicorn", "--factory", "launcher_testapp:create_app",
         "--app-dir", str(apps_dir), "--host", "{host}", "--port", "0",
@@ -196,6 +196,7 @@ def test_port_read_from_the_output_when_the_command_picks_it(
 def test_public_api_is_exported() -> None:
     assert set(server_launcher.__all__) >= {
         "launch_server",
+        "pid_alive",
         "RunningServer",
         "ServerStartError",
         "ServerStartTimeout",
@@ -240,3 +241,114 @@ def test_command_line_reports_a_bad_app() -> None:
     assert result.returncode == 1
     assert "no_such_module_x" in result.stderr
     assert "before it was ready" in result.stderr
+
+
+PORTABLE_PROBE = """
+import json, os, selectors, sys
+from server_launcher import _platform, launch_server, pid_alive
+
+with launch_server(health_path="/api/health") as server:
+    print(json.dumps({
+        "command": server.command,
+        "alive": pid_alive(server.pid),
+        "has_proc": _platform.HAS_PROC,
+        "poll": isinstance(_platform.new_selector(), selectors.PollSelector),
+    }), flush=True)
+print(json.dumps({"alive_after_stop": pid_alive(server.pid)}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("portable", ["1", "0"])
+def test_portable_switch_takes_the_paths_other_systems_take(portable: str) -> None:
+    """SERVER_LAUNCHER_PORTABLE=1 runs macOS's paths on Linux: no /proc, poll, a reported port."""
+    env = {**os.environ, "SERVER_LAUNCHER_PORTABLE": portable}
+    done = subprocess.run(
+        [sys.executable, "-c", PORTABLE_PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    running, stopped = (json.loads(line) for line in done.stdout.splitlines())
+    assert running["alive"] is True
+    assert stopped == {"alive_after_stop": False}
+    if portable == "1":
+        assert running["has_proc"] is False
+        assert running["poll"] is True
+        assert running["command"][-4:] == ["--host", "127.0.0.1", "--port", "0"]
+    else:
+        assert "--fd" in running["command"]
+        assert running["has_proc"] is sys.platform.startswith("linux")
+
+
+def test_defaults_work_together(get: Get) -> None:
+    """launch_server() with no arguments serves the demo app and finds its health check."""
+    with launch_server(startup_timeout=60) as server:
+        assert get(server.url + "/health")[0] == 200
+        assert get(server.url + "/api/echo")[0] == 200
+
+
+def test_the_command_line_serves_the_demo_with_its_defaults(get: Get) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server_launcher"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        assert get(url + "/api/health")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.mark.anyio
+async def test_astop_from_many_tasks_and_stop_from_threads_at_once(
+    testapp: Callable[..., Any],
+) -> None:
+    import threading
+
+    async with testapp() as server:
+        statuses: list[int | None] = []
+
+        async def stop_in_task() -> None:
+            statuses.append(await server.astop())
+
+        def stop_in_thread() -> None:
+            statuses.append(server.stop())
+
+        threads = [threading.Thread(target=stop_in_thread) for _ in range(3)]
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(stop_in_task)
+            for thread in threads:
+                thread.start()
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join)
+    assert len(statuses) == 8
+    assert set(statuses) == {server.returncode}
+    assert server.returncode in (0, -signal.SIGTERM)
+
+
+def test_env_is_read_when_the_server_starts_not_when_launch_server_is_called(
+    get: Get, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launcher = launch_server(env={"LAUNCHER_GIVEN": "given"}, health_path="/api/health")
+    monkeypatch.setenv("LAUNCHER_LATE", "set after launch_server()")
+    with launcher as server:
+        late = json.loads(get(f"{server.url}/api/env/LAUNCHER_LATE")[1])["value"]
+        given = json.loads(get(f"{server.url}/api/env/LAUNCHER_GIVEN")[1])["value"]
+    assert (late, given) == ("set after launch_server()", "given")
+
+
+def test_no_secret_reaches_a_repr(testapp: Callable[..., Any]) -> None:
+    launcher = testapp(env={"DB_PASSWORD": "hunter2-secret"})
+    with launcher as server:
+        shown = [repr(launcher), repr(server), repr(launcher._spec)]  # the spec too
+    assert not any("hunter2-secret" in text for text in shown), shown

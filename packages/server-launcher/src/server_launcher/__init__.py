@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._errors import ServerStartError, ServerStartTimeout, ServerStopWarning
 from ._launch import DEMO_APP, RunningServer, ServerLauncher, launch_server
+from ._platform import pid_alive
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,5 @@ __all__ = [
     "ServerStopWarning",
     "__version__",
     "launch_server",
+    "pid_alive",
 ]

@@ -8,6 +8,7 @@ import os
 import re
 import string
 import sys
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -15,7 +16,7 @@ from typing import IO, Any
 
 from . import _platform
 from ._errors import ServerStopWarning
-from ._spawn import LaunchSpec, PortMode, Supervisor, describe_returncode, merged_env, url_for
+from ._spawn import LaunchSpec, PortMode, Supervisor, describe_returncode, url_for
 
 __all__ = ["DEMO_APP", "RunningServer", "ServerLauncher", "launch_server"]
 
@@ -34,6 +35,7 @@ class RunningServer:
         assert supervisor.pid is not None
         self._sup = supervisor
         self._finalized = False
+        self._finalize_lock = threading.Lock()
         #: The host the server's socket is bound to.
         self.host: str = supervisor.spec.host
         #: The TCP port it listens on.
@@ -92,9 +94,10 @@ class RunningServer:
         return self._sup.returncode
 
     def _finalize(self) -> None:
-        if self._finalized:
-            return
-        self._finalized = True
+        with self._finalize_lock:  # stop() may be called from many threads and tasks at once
+            if self._finalized:
+                return
+            self._finalized = True
         sup = self._sup
         sup.close()
         kept = f"; its output is kept in {sup.log_path}" if sup.log_path else ""
@@ -221,7 +224,8 @@ def launch_server(
         factory: pass ``--factory`` to uvicorn (``app`` names a function returning the app).
         host: the address to bind; loopback by default. Anything else needs ``allow_remote``.
         health_path: the path that must answer 200 before the server counts as ready.
-        env: variables for the child on top of ``os.environ``; a None value removes that key.
+        env: variables for the child on top of ``os.environ`` as it is when the server starts
+            (not when ``launch_server`` is called); a None value removes that key.
         startup_timeout: seconds until a server that is alive but not healthy is killed and
             ``ServerStartTimeout`` raised.
         shutdown_timeout: seconds between SIGTERM and SIGKILL when stopping.
@@ -240,7 +244,10 @@ def launch_server(
 
     Raises:
         TypeError, ValueError: on bad arguments, before anything is started.
+        RuntimeError: on Windows, which is not supported (POSIX process groups are needed).
     """
+    if _platform.IS_WINDOWS:
+        raise RuntimeError(_platform.WINDOWS_REFUSAL)
     if not isinstance(host, str) or not host:
         raise TypeError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
     bind_host, connect_host = _check_host(host, allow_remote)
@@ -254,7 +261,7 @@ def launch_server(
         raise TypeError(f"factory must be True or False, got {factory!r}")
     startup = _check_timeout("startup_timeout", startup_timeout)
     shutdown = _check_timeout("shutdown_timeout", shutdown_timeout)
-    child_env = merged_env(_check_env(env))
+    child_env = dict(_check_env(env) or {})  # merged over os.environ when the server starts
     extra = _check_args("server_args", server_args, allow_empty=True)
     if output is not None and not callable(getattr(output, "write", None)):
         raise TypeError(
@@ -268,7 +275,7 @@ def launch_server(
 
     if command is None:
         spec_app = app if app is not None else DEMO_APP
-        port_mode: PortMode = "fd" if _platform.CAN_PASS_FD else "report"
+        port_mode: PortMode = "fd" if _platform.UVICORN_TAKES_FD else "report"
         args = ["uvicorn"]
         if factory:
             args.append("--factory")

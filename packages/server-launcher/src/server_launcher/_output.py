@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from . import _platform
+
 #: Memory kept for ``output()``; older output is dropped (the log file keeps more of it).
 MEMORY_LIMIT = 8 * 1024 * 1024
 #: The log file keeps the first ``LOG_LIMIT`` bytes; past that, only the last ``MEMORY_LIMIT``
@@ -82,7 +84,7 @@ class OutputSink:
     def _drain_nonblocking(self) -> None:
         fd = self._pipe_fd
         assert fd is not None
-        with selectors.DefaultSelector() as sel:
+        with _platform.new_selector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             at_eof = False
             while not at_eof:

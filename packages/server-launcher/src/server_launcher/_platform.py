@@ -1,8 +1,7 @@
 """Every difference between POSIX and Windows lives here, for both sides of the launch.
 
-Parent side (imported by the package): how the port is held, how the child is spawned, signalled
-and watched. Child side (this file run as a script, standard library only so that it starts
-fast): the bootstrap that makes sure no server outlives the process that launched it.
+How the port is held, how the child is spawned, signalled and watched. The child side, the
+bootstrap that makes sure no server outlives the process that launched it, is ``_sentinel.py``.
 
 POSIX: the parent binds and listens and passes the socket (``--fd``); the child runs in its own
 session (its own process group); the bootstrap stays as a tiny *sentinel* parent of the server:
@@ -10,15 +9,20 @@ it sets ``PR_SET_PDEATHSIG`` on Linux and watches its stdin pipe (EOF means the 
 then kills the whole process group, and it relays the server's exit status. The server itself
 gets ``PR_SET_PDEATHSIG(SIGKILL)`` against the single-threaded sentinel.
 
-Windows (written and type-checked, not tested here): the server binds port 0 and the parent
-reads the port it reports; the child gets ``CREATE_NEW_PROCESS_GROUP`` and is stopped with
-``CTRL_BREAK_EVENT``; there is no orphan protection (a Job object would be needed).
+Portable paths: where Linux has something better, the portable way is also written here (no
+``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no
+``PR_SET_PDEATHSIG``: only the sentinel's stdin watch; uvicorn binds port 0 and the parent reads
+the port it reports, instead of taking the parent's socket; poll instead of epoll).
+``SERVER_LAUNCHER_PORTABLE=1`` forces all of them on Linux, so that every branch macOS and other
+POSIX systems take is tested here. Windows is refused (see ``launch_server``): its process
+model needs a tier of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -28,17 +32,69 @@ from collections.abc import Sequence
 from typing import Any
 
 IS_WINDOWS = sys.platform == "win32"
-IS_LINUX = sys.platform.startswith("linux")
+#: ``SERVER_LAUNCHER_PORTABLE=1``: take the portable paths even where Linux has better ones.
+FORCE_PORTABLE = os.environ.get("SERVER_LAUNCHER_PORTABLE", "") not in ("", "0")
+IS_LINUX = sys.platform.startswith("linux") and not FORCE_PORTABLE
 #: Whether a listening socket can be handed to the child (``--fd`` / ``{fd}``).
 CAN_PASS_FD = not IS_WINDOWS
+#: Whether uvicorn gets the parent's socket (``--fd``) rather than binding port 0 and printing
+#: its port, which the parent then reads (the portable path).
+UVICORN_TAKES_FD = CAN_PASS_FD and not FORCE_PORTABLE
+#: Whether ``/proc/PID/stat`` tells a process's state.
+HAS_PROC = IS_LINUX and os.path.isdir("/proc/self")
 
 #: Signals whose death counts as a clean stop (besides exit status 0).
-CLEAN_SIGNALS: frozenset[int] = (
-    frozenset() if IS_WINDOWS else frozenset({signal.SIGTERM, signal.SIGINT})
+CLEAN_SIGNALS: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGINT})
+#: Why Windows is refused, for the error ``launch_server`` raises there.
+WINDOWS_REFUSAL = (
+    "server-launcher does not run servers on Windows: it relies on POSIX process groups, "
+    "signals and fd passing to stop every server it starts and never leave one behind. "
+    "Use Linux, macOS or WSL."
 )
 
-_PR_SET_PDEATHSIG = 1
-_BOOTSTRAP = os.path.abspath(__file__)
+_SENTINEL_DIR = os.path.dirname(os.path.abspath(__file__))
+# Runs _sentinel.py as a module imported from its folder, so its cached bytecode is used (a
+# script given by path is compiled from source on every start), then drops it from sys.modules.
+_SENTINEL_LOADER = (
+    "import sys;sys.path.insert(0,{dir!r});import _sentinel;del sys.path[0];"
+    "_sentinel.main(sys.argv[1:])"
+)
+
+
+def new_selector() -> selectors.BaseSelector:
+    """epoll on Linux; poll (what other POSIX systems have) on the portable paths."""
+    if IS_LINUX or not hasattr(selectors, "PollSelector"):
+        return selectors.DefaultSelector()
+    return selectors.PollSelector()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie (exited, not yet reaped) counts as gone.
+
+    Linux reads the state from ``/proc``; elsewhere ``os.kill(pid, 0)`` says whether the pid
+    exists, and a zombie is recognised only when it is our own child (``waitid`` without reaping).
+    """
+    if HAS_PROC:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        except OSError:
+            pass  # fall through to the portable check
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, and belongs to someone else
+    if hasattr(os, "waitid"):
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # not our child: its zombie is its parent's to reap
+            return True
+        return info is None
+    return True
 
 
 def is_clean_exit(returncode: int | None) -> bool:
@@ -70,14 +126,12 @@ def port_reservation(host: str) -> socket.socket:
 
     On Linux and macOS a socket bound with SO_REUSEADDR but not listening keeps the port out of
     everyone else's hands while still letting the child (which sets SO_REUSEADDR too, like
-    uvicorn, hypercorn and http.server do) bind and listen on it. Windows has no such sharing:
-    the port is picked and released, which is racy, and documented as such.
+    uvicorn, hypercorn and http.server do) bind and listen on it.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        if not IS_WINDOWS:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, 0))
     except BaseException:
         sock.close()
@@ -85,10 +139,8 @@ def port_reservation(host: str) -> socket.socket:
     return sock
 
 
-def status_pipe() -> tuple[int, int] | None:
-    """A pipe the sentinel writes the server's pid into (POSIX only)."""
-    if IS_WINDOWS:
-        return None
+def status_pipe() -> tuple[int, int]:
+    """A pipe the sentinel writes the server's pid into."""
     return os.pipe()
 
 
@@ -96,29 +148,24 @@ def child_argv(
     kind: str, args: Sequence[str], *, status_fd: int | None, python: str = sys.executable
 ) -> list[str]:
     """The argv that runs ``args`` (a module to run, or a program to exec) under the bootstrap."""
-    if IS_WINDOWS or status_fd is None:
+    if status_fd is None:
         if kind == "module":
             return [python, "-u", "-m", *args]
         return list(args)
     # -S: the sentinel needs only the standard library (the server re-runs site when it is a
     # module; an exec'd program starts its own interpreter anyway). -u: unbuffered server output.
     flags = ["-u"] if kind == "module" else ["-S"]
-    return [python, *flags, _BOOTSTRAP, str(os.getpid()), str(status_fd), kind, "--", *args]
+    loader = _SENTINEL_LOADER.format(dir=_SENTINEL_DIR)
+    return [python, *flags, "-c", loader, str(os.getpid()), str(status_fd), kind, "--", *args]
 
 
 def popen_options(pass_fds: Sequence[int]) -> dict[str, Any]:
     """Spawn options: a new process group (to signal the whole tree) and the passed fds."""
-    if IS_WINDOWS:
-        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
     return {"start_new_session": True, "pass_fds": tuple(pass_fds)}
 
 
 def terminate(proc: subprocess.Popen[bytes]) -> None:
     """Ask the server's whole process group to stop."""
-    if IS_WINDOWS:
-        with contextlib.suppress(OSError):
-            proc.send_signal(getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM))
-        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
 
@@ -129,10 +176,6 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     Safe to call until the leader has been reaped: while it is unreaped (even as a zombie) its
     pid, and so the group id, cannot be reused by an unrelated process.
     """
-    if IS_WINDOWS:
-        with contextlib.suppress(OSError):
-            proc.kill()
-        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
 
@@ -141,8 +184,8 @@ class ExitWatch:
     """Something a selector can wait on that becomes readable when the child has exited.
 
     It never reaps the child: the caller kills what is left of the group first, then reaps.
-    Linux: a pidfd. Elsewhere: a thread blocked in ``waitid(..., WNOWAIT)`` (or ``wait`` on
-    Windows) that writes to a socket pair.
+    Linux: a pidfd. Elsewhere: a thread blocked in ``waitid(..., WNOWAIT)`` (or ``wait`` where
+    there is no ``waitid``) that writes to a socket pair.
     """
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
@@ -183,7 +226,7 @@ class ExitWatch:
 
 def _wait_then_notify(proc: subprocess.Popen[bytes], writer: socket.socket) -> None:
     try:
-        if IS_WINDOWS or not hasattr(os, "waitid"):
+        if not hasattr(os, "waitid"):
             proc.wait()
         else:
             while True:
@@ -195,97 +238,3 @@ def _wait_then_notify(proc: subprocess.Popen[bytes], writer: socket.socket) -> N
     finally:
         with contextlib.suppress(OSError):
             writer.send(b"x")
-
-
-# --------------------------------------------------------------------------------------------
-# Child side: ``python -u _platform.py LAUNCHER_PID STATUS_FD module|exec -- ARGS...``
-
-
-def _set_parent_death_signal(sig: int) -> bool:
-    """Linux only: have the kernel send ``sig`` to us when our parent thread dies."""
-    if not IS_LINUX:
-        return False
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    return int(libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
-
-
-def _kill_own_group(*_: object) -> None:
-    with contextlib.suppress(OSError):
-        os.killpg(0, signal.SIGKILL)
-    os._exit(1)
-
-
-def _watch_stdin() -> None:
-    """The launcher holds the only write end of our stdin: EOF means it is gone."""
-    while True:
-        try:
-            if not os.read(0, 4096):
-                break
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-    _kill_own_group()
-
-
-def _run_server(kind: str, args: list[str], sentinel: int) -> None:
-    """In the forked server process: die with the sentinel, then become the server."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    _set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != sentinel:
-        os._exit(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    if kind == "module":
-        import runpy
-
-        sys.argv = [args[0], *args[1:]]
-        sys.path[0] = os.getcwd()  # what ``python -m`` does, instead of this file's directory
-        runpy.run_module(args[0], run_name="__main__", alter_sys=True)
-        return
-    try:
-        os.execvp(args[0], args)
-    except OSError as exc:
-        print(f"server-launcher: cannot run {args[0]!r}: {exc}", file=sys.stderr, flush=True)
-        os._exit(127)
-
-
-def _child_main(argv: list[str]) -> None:
-    launcher, status_fd, kind = int(argv[0]), int(argv[1]), argv[2]
-    args = argv[4:]
-    # The launcher can die at any moment from here on: both paths kill our group.
-    signal.signal(signal.SIGUSR1, _kill_own_group)
-    _set_parent_death_signal(signal.SIGUSR1)
-    if os.getppid() != launcher:
-        _kill_own_group()
-    sentinel = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        os.close(status_fd)
-        _run_server(kind, args, sentinel)
-        return
-    for ignored in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(ignored, signal.SIG_IGN)  # the group is signalled: the server handles it
-    os.write(status_fd, f"{pid}\n".encode())
-    os.closerange(3, 1 << 16)  # the listening socket and the status pipe belong to the server
-    threading.Thread(target=_watch_stdin, daemon=True).start()
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL's disposition cannot be set
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
-
-
-if __name__ == "__main__":
-    _child_main(sys.argv[1:])

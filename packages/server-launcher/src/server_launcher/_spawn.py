@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 from . import _platform
@@ -31,6 +31,9 @@ PortMode = Literal["fd", "reserve", "report"]
 _BACKOFF_START = 0.001
 _BACKOFF_MAX = 0.05
 _REAP_CAP = 10.0  # after SIGKILL; only a process stuck in the kernel takes longer
+# The longest single wait handed to a selector: epoll and poll take milliseconds in a C int, so
+# a huge timeout would overflow. Loops re-check their deadline, so any finite timeout works.
+_MAX_WAIT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class LaunchSpec:
     host: str
     connect_host: str
     health_path: str
-    env: Mapping[str, str]
+    env: Mapping[str, str | None] = field(repr=False)  # merged over os.environ at spawn time
     startup_timeout: float
     shutdown_timeout: float
     port_mode: PortMode
@@ -67,9 +70,9 @@ class Supervisor:
         self.log_path: str | None = None
         self.ready = threading.Event()  # set when ready, or when finished without being ready
         self.finished = threading.Event()
-        self._notify_r, self._notify_w = socket.socketpair()
-        self._notify_r.setblocking(False)
-        self._notify_w.setblocking(False)
+        # One socket pair per async waiter (a socket can be awaited by one task at a time).
+        self._waiters: set[socket.socket] = set()
+        self._waiters_lock = threading.Lock()
         self._control_r, self._control_w = socket.socketpair()
         self._control_r.setblocking(False)
         self._control_w.setblocking(False)
@@ -98,10 +101,7 @@ class Supervisor:
             elif self.spec.port_mode == "reserve":
                 reservation = _platform.port_reservation(self.spec.host)
                 self.port = reservation.getsockname()[1]
-                if _platform.IS_WINDOWS:
-                    reservation.close()
-                else:
-                    self._listener = reservation
+                self._listener = reservation
         except BaseException:
             self.close()
             raise
@@ -117,16 +117,29 @@ class Supervisor:
         """Wait for ``event`` without blocking the event loop (asyncio or trio, via anyio)."""
         import anyio
 
-        while not event.is_set():
-            await anyio.wait_readable(self._notify_r)
-            with contextlib.suppress(BlockingIOError, InterruptedError):
-                self._notify_r.recv(4096)
+        if event.is_set():
+            return
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        with self._waiters_lock:
+            self._waiters.add(writer)
+        try:
+            while not event.is_set():  # checked after registering: no wake-up can be missed
+                await anyio.wait_readable(reader)
+                with contextlib.suppress(BlockingIOError, InterruptedError):
+                    reader.recv(4096)
+        finally:
+            with self._waiters_lock:
+                self._waiters.discard(writer)
+            reader.close()
+            writer.close()
 
     def close(self) -> None:
         """Release what the front end shares with the supervisor (after ``finished``)."""
         if self._thread.is_alive():
             self._thread.join()
-        for sock in (self._notify_r, self._notify_w, self._control_r, self._control_w):
+        for sock in (self._control_r, self._control_w):
             sock.close()
         if self._listener is not None:
             self._listener.close()
@@ -139,8 +152,10 @@ class Supervisor:
     # -- supervisor thread ------------------------------------------------------------------
 
     def _poke(self) -> None:
-        with contextlib.suppress(OSError):
-            self._notify_w.send(b"!")
+        with self._waiters_lock:
+            for writer in self._waiters:
+                with contextlib.suppress(OSError):
+                    writer.send(b"!")
 
     def _port_reported(self, port: int) -> None:
         if self.port is None:
@@ -156,7 +171,7 @@ class Supervisor:
             self._finish()
             return
         try:
-            with selectors.DefaultSelector() as sel:
+            with _platform.new_selector() as sel:
                 assert self._exit_watch is not None
                 sel.register(self._exit_watch, selectors.EVENT_READ, "exit")
                 sel.register(self._control_r, selectors.EVENT_READ, "control")
@@ -167,7 +182,9 @@ class Supervisor:
                     self._poke()
                     self._wait_stop_or_exit(sel)
                 elif self.stop_requested and self._failure is None:
-                    self._stop(sel)
+                    # Stopped (Ctrl-C, cancellation) before it was ready: nothing of value can
+                    # be lost, so it is killed at once rather than given the shutdown grace.
+                    _platform.kill(self._proc_or_fail())
         except BaseException as exc:  # a bug here must not leave the child running
             self._failure = ("internal", f"server-launcher failed while supervising: {exc!r}")
         self._finish()
@@ -177,10 +194,7 @@ class Supervisor:
         fd = self._listener.fileno() if spec.port_mode == "fd" and self._listener else None
         args = spec.build_args(fd, self.port)
         self.command = [*spec.display_prefix, *args]
-        status = _platform.status_pipe()
-        status_w = None
-        if status is not None:
-            self._status_r, status_w = status
+        self._status_r, status_w = _platform.status_pipe()
         pass_fds = [f for f in (fd, status_w) if f is not None]
         try:
             argv = _platform.child_argv(spec.kind, args, status_fd=status_w)
@@ -189,19 +203,16 @@ class Supervisor:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env=dict(spec.env),
+                env=merged_env(spec.env),
                 close_fds=True,
                 **_platform.popen_options(pass_fds),
             )
         finally:
-            if status_w is not None:
-                os.close(status_w)
+            os.close(status_w)
             if spec.port_mode == "fd" and self._listener is not None:
                 # The child holds the socket now; without our copy, its death resets our probe.
                 self._listener.close()
                 self._listener = None
-        if self._status_r is None:
-            self.pid = self._proc.pid
         assert self._proc.stdout is not None
         self.output.start(self._proc.stdout)
         self._exit_watch = _platform.ExitWatch(self._proc)
@@ -258,7 +269,7 @@ class Supervisor:
                 wait = deadline - now
                 if probe is None and self.port is not None:
                     wait = min(wait, max(next_probe - now, 0.0))
-                for key, _ in sel.select(wait):
+                for key, _ in sel.select(min(wait, _MAX_WAIT)):
                     tag = key.data
                     if tag == "exit":
                         self._failure = ("exit", "")
@@ -290,11 +301,11 @@ class Supervisor:
 
     def _await_pid(self) -> None:
         if self.pid is None and self._status_r is not None:
-            with selectors.DefaultSelector() as sel:
+            with _platform.new_selector() as sel:
                 sel.register(self._status_r, selectors.EVENT_READ)
                 end = time.monotonic() + 2.0
                 while self.pid is None and time.monotonic() < end:
-                    if sel.select(end - time.monotonic()) and self._read_status():
+                    if sel.select(max(end - time.monotonic(), 0)) and self._read_status():
                         break
         if self.pid is None:
             self.pid = self._proc_or_fail().pid
@@ -333,7 +344,7 @@ class Supervisor:
                 self.killed = True
                 _platform.kill(proc)
                 return
-            if any(key.data == "exit" for key, _ in sel.select(remaining)):
+            if any(key.data == "exit" for key, _ in sel.select(min(remaining, _MAX_WAIT))):
                 return
 
     def _finish(self) -> None:

@@ -3,7 +3,8 @@
 It has no dependencies beyond the standard library so that it starts as fast as uvicorn can.
 Routes (under an optional prefix, ``/api`` by default through ``DEMO_API_PREFIX``):
 
-- ``GET {prefix}/health`` -> ``200 true``
+- ``GET {prefix}/health`` -> ``200 true``, and ``GET /health`` at the root too, so that the
+  launcher's defaults (``launch_server()``, ``python -m server_launcher``) find it ready
 - ``GET|POST {prefix}/echo`` -> JSON with the method, path, query string and body it received
 - ``GET {prefix}/env/{NAME}`` -> JSON ``{"name": NAME, "value": os.environ.get(NAME)}``
 """
@@ -58,6 +59,9 @@ def create_app(prefix: str | None = None) -> ASGIApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        if path == "/health":  # the launcher's default health path, whatever the prefix
+            await _send_json(send, 200, True)
+            return
         if not path.startswith(root + "/"):
             await _send_json(send, 404, {"detail": f"not found: {path}"})
             return
