@@ -6,6 +6,7 @@ import http.client
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,13 @@ import pytest
 from server_launcher import ServerLauncher, launch_server, pid_alive
 
 APPS = Path(__file__).parent / "apps"
+
+
+@pytest.fixture(autouse=True)
+def _logs_in_pytest_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logs a failing launch keeps go to this test's tmp_path (pytest's retention cleans it),
+    never into the system temp folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 @pytest.fixture(params=["asyncio", "trio"])

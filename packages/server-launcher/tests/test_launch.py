@@ -174,10 +174,11 @@ def test_hypercorn_serves_a_passed_socket(get: Get) -> None:
 
 
 def test_command_with_port_placeholder_gets_a_reserved_port(get: Get) -> None:
-    command = ["{python}", "-m", "http.server", "--bind", "{host}", "{port}"]
+    # -u: http.server prints its "Serving HTTP on ... port N" line unbuffered, before serving.
+    command = ["{python}", "-u", "-m", "http.server", "--bind", "{host}", "{port}"]
     with launch_server(command=command, health_path="/", shutdown_timeout=5) as server:
         assert get(server.url + "/")[0] == 200
-        assert f"port {server.port}" in server.output() or server.port > 0
+        assert f"port {server.port} " in server.output()  # it bound the port we reserved
 
 
 def test_port_read_from_the_output_when_the_command_picks_it(
