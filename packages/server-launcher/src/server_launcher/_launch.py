@@ -20,15 +20,19 @@ from ._spawn import LaunchSpec, PortMode, Supervisor, describe_returncode, url_f
 
 __all__ = ["DEMO_APP", "RunningServer", "ServerLauncher", "launch_server"]
 
-#: Import string of the bundled demo app factory (``/health``, ``/echo``, ``/env/NAME``).
 DEMO_APP = "server_launcher.demo:create_app"
+"""Import string of the bundled demo app factory (``/health``, and ``/api/health``, ``/api/echo``,
+``/api/env/NAME`` under its default prefix)."""
 
 _PLACEHOLDERS = frozenset({"host", "port", "fd", "python", "app"})
 _APP_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class RunningServer:
-    """A server that answered its health check; yielded by the launcher's ``with`` blocks."""
+    """A server that answered its health check; yielded by the launcher's ``with`` blocks.
+
+    Not created directly: ``with launch_server(...) as server`` gives you one.
+    """
 
     def __init__(self, supervisor: Supervisor) -> None:
         assert supervisor.port is not None
@@ -36,16 +40,16 @@ class RunningServer:
         self._sup = supervisor
         self._finalized = False
         self._finalize_lock = threading.Lock()
-        #: The host the server's socket is bound to.
         self.host: str = supervisor.spec.host
-        #: The TCP port it listens on.
+        """The host the server's socket is bound to."""
         self.port: int = supervisor.port
-        #: Process id of the server process (the one running uvicorn or your command).
+        """The TCP port it listens on."""
         self.pid: int = supervisor.pid
-        #: ``http://127.0.0.1:PORT`` (no trailing slash, never ``localhost``).
+        """Process id of the server process (the one running uvicorn or your command)."""
         self.url: str = url_for(supervisor.spec.connect_host, supervisor.port)
-        #: The server command line, as a list of arguments.
+        """``http://127.0.0.1:PORT`` (no trailing slash, never ``localhost``)."""
         self.command: list[str] = list(supervisor.command)
+        """The server command line, as a list of arguments."""
 
     def __repr__(self) -> str:
         state = "stopped" if self._sup.finished.is_set() else "running"
@@ -122,7 +126,10 @@ class RunningServer:
 
 
 class ServerLauncher:
-    """Returned by ``launch_server``: use it as ``with`` or ``async with`` (asyncio or trio)."""
+    """Returned by ``launch_server``: use it as ``with`` or ``async with`` (asyncio or trio).
+
+    Not created directly: ``launch_server(...)`` validates the arguments and returns one.
+    """
 
     def __init__(self, spec: LaunchSpec) -> None:
         self._spec = spec
