@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
+from . import _modes
 from ._clocks import shifted_clock
 from ._recorder import SleepRecorder
 
@@ -129,6 +130,9 @@ class _SleepPatch:
     def __enter__(self) -> SleepRecorder:
         if self._applied is not None:
             raise RuntimeError("this patch_sleep() is already active; create a new one")
+        mixed = _modes.refuse("patch_sleep")
+        if mixed is not None:
+            raise RuntimeError(mixed)
         clocks = self._clocks
         if self._default_clocks and not _pendulum_installed():
             clocks = []
@@ -173,6 +177,7 @@ class _SleepPatch:
         except BaseException:
             self._restore()
             raise
+        _modes.enter("patch_sleep")
         return recorder
 
     def __exit__(
@@ -181,6 +186,8 @@ class _SleepPatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._applied is not None:
+            _modes.leave("patch_sleep")
         self._restore()
 
     def _restore(self) -> None:
@@ -212,6 +219,7 @@ def patch_sleep(
         UnknownTargetError: a path names no importable module or no attribute (on entry).
         TypeError: a target is not an async function, or a clock is not callable.
         ValueError: the same attribute is listed twice.
+        RuntimeError: a `virtual_time()` block is active (the two modes do not mix).
 
     Example:
         ```python

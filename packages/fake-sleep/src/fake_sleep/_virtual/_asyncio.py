@@ -1,35 +1,52 @@
 """asyncio backend: the running loop's ``time()`` and the wait in its selector.
 
-Private hooks used (asyncio has no public clock API): the loop's ``_selector``,
-``_ready`` and ``_scheduled`` attributes of ``asyncio.BaseEventLoop`` / selector loops, and
-``anyio._backends._asyncio.AsyncIOBackend.run_sync_in_worker_thread`` to see anyio's worker
-threads. Every hook is an instance or class attribute set for the duration and removed on
-exit.
+asyncio has no public clock API, so this driver relies on what ``BaseEventLoop._run_once``
+does in Python 3.10 to 3.13: it asks ``self._selector.select(timeout)`` to wait, with the
+timeout computed from ``self.time()`` and the head of ``self._scheduled``, and runs
+``self._ready``. The constructor checks all of that (and every other hook below) before
+anything changes, and refuses a loop that does not match with `VirtualClockError`.
+
+Hooks, each set for the duration and taken back through the block's undo stack:
+
+- instance attributes on the loop and its selector: ``loop.time``, ``loop.run_in_executor``
+  (counts worker threads) and ``selector.select`` (turns an idle wait into a jump);
+- ``anyio._backends._asyncio.AsyncIOBackend.run_sync_in_worker_thread`` (anyio's worker
+  threads do not go through ``run_in_executor``) and
+  ``asyncio.selector_events._SelectorSocketTransport.write``/``writelines`` (notes a request
+  written through a transport that reads all the time), shared by every active block.
+
+Read only: ``loop._ready``, ``loop._scheduled`` (through the public ``TimerHandle.when()``),
+``loop._ssock`` (the loop's own wake-up socket, never outside I/O) and, for epoll, the
+selector's ``_selector.poll`` for a cheap readiness check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import selectors
 import sys
-import threading
-from asyncio import selector_events
-from collections.abc import Callable
+import time
+from asyncio import base_events, selector_events
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from typing import Any
 
-from ._core import THREAD_POLL, Driver
+from ._driver import THREAD_POLL, Driver, unsupported
+from ._errors import VirtualClockError
+from ._patching import SharedPatch
 from ._tasks import describe_waiters
 
 __all__ = ["AsyncioDriver"]
 
 _MISSING: Any = object()
 
-#: Loops currently driven, so the anyio worker-thread wrapper finds its driver.
+#: Loops currently driven, so the process-wide wrappers find their driver.
 _ACTIVE: dict[asyncio.AbstractEventLoop, AsyncioDriver] = {}
-_patch_lock = threading.Lock()
-_patch_users = 0
-_saved_anyio_method: Any = None
+
+#: What `BaseEventLoop._run_once` must use for this driver to be right.
+_RUN_ONCE_NAMES = frozenset({"_selector", "select", "_scheduled", "_ready", "time"})
 
 
 class _OffsetTime:
@@ -48,24 +65,70 @@ class _OffsetTime:
         return self.base() + self.extra
 
 
-def _refuse(loop: asyncio.AbstractEventLoop) -> None:
-    kind = f"{type(loop).__module__}.{type(loop).__qualname__}"
+def _kind(loop: asyncio.AbstractEventLoop) -> str:
+    return f"{type(loop).__module__}.{type(loop).__qualname__}"
+
+
+def _refuse(loop: asyncio.AbstractEventLoop) -> VirtualClockError:
+    kind = _kind(loop)
     if "uvloop" in kind:
-        raise RuntimeError(
+        return VirtualClockError(
             f"virtual_time() cannot drive uvloop ({kind}): its clock and selector are compiled"
-            " code. Run these tests on the default asyncio loop (e.g. anyio_backend ="
-            ' ("asyncio", {"use_uvloop": False}))'
+            " code that no hook can reach, so timers would run in real time. Nothing was"
+            " changed. Run these tests on asyncio's own loop (for anyio's pytest plugin:"
+            ' anyio_backend = ("asyncio", {"use_uvloop": False}); for pytest-asyncio: the'
+            " default event loop policy)."
         )
     if sys.platform == "win32" and "Proactor" in kind:  # pragma: no cover - Windows only
-        raise RuntimeError(
+        return VirtualClockError(
             "virtual_time() cannot drive Windows' Proactor event loop; use"
             " asyncio.WindowsSelectorEventLoopPolicy() (or loop_factory="
-            "asyncio.SelectorEventLoop) for these tests"
+            "asyncio.SelectorEventLoop) for these tests. Nothing was changed."
         )
-    raise RuntimeError(
+    return VirtualClockError(
         f"virtual_time() can drive asyncio selector event loops only, not {kind}: it needs the"
-        " loop's selector to turn idle waits into time jumps"
+        " loop's selector to turn idle waits into time jumps. Nothing was changed."
     )
+
+
+def _check_loop(loop: asyncio.AbstractEventLoop) -> Any:
+    """Every hook of the loop this driver uses, looked up without changing anything.
+
+    Returns the loop's selector.
+    """
+    if not isinstance(loop, selector_events.BaseSelectorEventLoop):
+        raise _refuse(loop)
+    subject = f"this asyncio event loop ({_kind(loop)})"
+    run_once = getattr(base_events.BaseEventLoop, "_run_once", None)
+    names = set(getattr(getattr(run_once, "__code__", None), "co_names", ()))
+    if not names >= _RUN_ONCE_NAMES:
+        raise unsupported(
+            subject,
+            "asyncio.BaseEventLoop._run_once no longer waits through self._selector.select()"
+            f" with self._scheduled and self._ready (it uses {sorted(names)})",
+        )
+    loop_class: Any = type(loop)
+    if loop_class._run_once is not run_once or "_run_once" in vars(loop):
+        raise unsupported(subject, "the loop replaces BaseEventLoop._run_once with its own")
+    selector = getattr(loop, "_selector", None)
+    if not isinstance(selector, selectors.BaseSelector) or not hasattr(selector, "__dict__"):
+        raise unsupported(subject, f"its _selector is {selector!r}, not a selectors.BaseSelector")
+    if "select" in vars(selector):
+        raise unsupported(
+            subject,
+            "its selector's select() is already replaced by something else (another virtual"
+            " clock such as looptime?)",
+        )
+    if not isinstance(getattr(loop, "_ready", None), collections.deque):
+        raise unsupported(subject, "loop._ready is not the deque of ready callbacks")
+    if not isinstance(getattr(loop, "_scheduled", None), list):
+        raise unsupported(subject, "loop._scheduled is not the heap of timers")
+    if not isinstance(selector.get_map(), Mapping):
+        raise unsupported(subject, "selector.get_map() is not a mapping")
+    ssock = getattr(loop, "_ssock", None)
+    if ssock is None or not callable(getattr(ssock, "fileno", None)):
+        raise unsupported(subject, "loop._ssock (its wake-up socket) is missing")
+    return selector
 
 
 class AsyncioDriver(Driver):
@@ -73,62 +136,55 @@ class AsyncioDriver(Driver):
 
     backend = "asyncio"
 
-    def __init__(self, end: float | None) -> None:
-        super().__init__(end)
-        self.loop = asyncio.get_running_loop()
-        self._selector: Any = None
-        self._real_select: Callable[[float | None], list[Any]] = _never
-        self._saved_select: Any = _MISSING
-        self._peek: Callable[[float], list[Any]] | None = None
-        self._fresh = False
-        self._saved_time: Any = _MISSING
-        self._saved_run_in_executor: Any = _MISSING
-        self._base_time: Callable[[], float] = self.loop.time
-
-    # -- install / uninstall ---------------------------------------------------------------
-    def install(self) -> None:
-        loop = self.loop
-        if not isinstance(loop, selector_events.BaseSelectorEventLoop) or not hasattr(
-            loop, "_selector"
-        ):
-            _refuse(loop)
+    def __init__(self, end: float | None, io_grace: float) -> None:
+        super().__init__(end, io_grace)
+        loop = asyncio.get_running_loop()
         if loop in _ACTIVE:
-            raise RuntimeError(
+            raise VirtualClockError(
                 "virtual_time() is already active in this event loop; nest no second one"
             )
-        selector = loop._selector  # type: ignore[attr-defined]
-        self._selector = selector
-        self._real_select = selector.select
+        self.loop = loop
+        self._selector: Any = _check_loop(loop)
+        self._hooks = _shared_hooks(f"this asyncio event loop ({_kind(loop)})")
+        self._real_select: Callable[[float | None], list[Any]] = self._selector.select
+        self._fd_map: Mapping[int, selectors.SelectorKey] = self._selector.get_map()
+        self._own_fd: int = loop._ssock.fileno()  # type: ignore[attr-defined]
+        self._own_count = 1 if self._own_fd in self._fd_map else 0
         # A cheap readiness check for the common epoll case (no Python-level selector work).
-        if type(selector) is selectors.EpollSelector:
-            epoll: Any = selector
-            self._peek = epoll._selector.poll
-        self._saved_select = selector.__dict__.get("select", _MISSING)
-        self._saved_time = loop.__dict__.get("time", _MISSING)
-        self._saved_run_in_executor = loop.__dict__.get("run_in_executor", _MISSING)
-        self._base_time = loop.time
+        self._peek: Callable[[float], list[Any]] | None = None
+        if type(self._selector) is selectors.EpollSelector:
+            poll = getattr(getattr(self._selector, "_selector", None), "poll", None)
+            self._peek = poll if callable(poll) else None
+        self._fresh = False
+        self._base_time: Callable[[], float] = loop.time
+
+    # -- install / uninstall ---------------------------------------------------------------
+    def install(self, stack: ExitStack) -> None:
+        loop = self.loop
+        selector = self._selector
         self.begin(loop.time())
         _ACTIVE[loop] = self
-        _patch_anyio()
-        selector.select = self._select
-        loop.time = self._time  # type: ignore[method-assign]
-        loop.run_in_executor = functools.partial(  # type: ignore[method-assign,assignment]
-            _run_in_executor, self, loop.run_in_executor
+        stack.callback(_ACTIVE.pop, loop, None)
+        for hook in self._hooks:
+            stack.enter_context(hook.applied())
+        _shadow(stack, selector, "select", self._select)
+        _shadow(
+            stack,
+            loop,
+            "run_in_executor",
+            functools.partial(_run_in_executor, self, loop.run_in_executor),
         )
+        saved_time = vars(loop).get("time", _MISSING)
+        loop.time = self._time  # type: ignore[method-assign]
+        stack.callback(self._leave_time, saved_time)
 
-    def uninstall(self) -> None:
+    def _leave_time(self, saved: Any) -> None:
+        """Put the loop clock back so that it goes on from the virtual time, never backwards."""
         loop = self.loop
-        if _ACTIVE.get(loop) is not self:
-            return
-        del _ACTIVE[loop]
-        _unpatch_anyio()
-        _restore(self._selector, "select", self._saved_select)
-        _restore(loop, "run_in_executor", self._saved_run_in_executor)
-        # Never backwards: go on at real speed from the virtual time reached.
         base = self._base_time
         extra = self.now - base()
         if extra <= 0:
-            _restore(loop, "time", self._saved_time)
+            _restore(loop, "time", saved)
         elif isinstance(base, _OffsetTime):
             loop.time = _OffsetTime(base.base, base.extra + extra)  # type: ignore[method-assign]
         else:
@@ -146,7 +202,7 @@ class AsyncioDriver(Driver):
                 self._fresh = False
                 return []
             self.idle_since = None
-            return self._real_select(0)
+            return self._note(self._real_select(0))
         self._fresh = False
         # Real I/O first, without blocking: it always gets through before a jump.
         peek = self._peek
@@ -154,19 +210,24 @@ class AsyncioDriver(Driver):
             events = self._real_select(0)
             if events:
                 self.idle_since = None
-                return events
+                return self._note(events)
         elif peek(0):  # level-triggered: the selector reports the same events again
             self.idle_since = None
-            return self._real_select(0)
+            return self._note(self._real_select(0))
         loop: Any = self.loop
         if loop._ready:  # a thread's call_soon_threadsafe() landed after the poll
             return []
-        if self.busy:
+        if self.busy and self.threads_hold():
             self.idle_since = None
-            return self._real_select(THREAD_POLL)
+            return self._note(self._real_select(THREAD_POLL))
+        if len(self._fd_map) > self._own_count:
+            hold = self.io.hold(self._watched(), time.perf_counter())
+            if hold > 0:
+                self.idle_since = None
+                return self._note(self._real_select(hold))
         if timeout is None:
             return self._no_timer()
-        when: float = loop._scheduled[0]._when
+        when: float = loop._scheduled[0].when()
         if when > self.limit and self.failure is None:
             self.exceed(when)
             return []
@@ -176,13 +237,28 @@ class AsyncioDriver(Driver):
         self._fresh = True
         return []
 
+    def _note(self, events: list[Any]) -> list[Any]:
+        """Tell the outside-I/O watch which descriptors just had an event."""
+        if events:
+            now = time.perf_counter()
+            received = self.io.received
+            for key, _mask in events:
+                received(key.fd, now)
+        return events
+
+    def _watched(self) -> Iterator[tuple[int, object, bool]]:
+        own = self._own_fd
+        for fd, key in self._fd_map.items():
+            if fd != own:
+                yield fd, key, _reads_all_the_time(key)
+
     def _no_timer(self) -> list[Any]:
         left = self.grace_left()
         if left > 0:
             events = self._real_select(left)
             if events:
                 self.idle_since = None
-            return events
+            return self._note(events)
         self.deadlock()
         return []
 
@@ -196,13 +272,32 @@ class AsyncioDriver(Driver):
         )
 
 
-def _never(timeout: float | None) -> list[Any]:  # pragma: no cover - replaced on install
-    raise AssertionError("not installed")
+def _reads_all_the_time(key: selectors.SelectorKey) -> bool:
+    """Whether the descriptor belongs to a transport that reads whether or not a task asks.
+
+    anyio's streams pause reading between ``receive()`` calls, and raw ``sock_recv`` or
+    ``add_reader`` waits register only while waiting: for those, being registered means a
+    task is waiting. asyncio's own transports read all the time.
+    """
+    data = key.data
+    reader = data[0] if isinstance(data, tuple) and data else None
+    owner = getattr(getattr(reader, "_callback", None), "__self__", None)
+    if not isinstance(owner, asyncio.BaseTransport):
+        return False
+    protocol = owner.get_protocol()
+    return type(protocol).__module__ != "anyio._backends._asyncio"
+
+
+def _shadow(stack: ExitStack, obj: Any, name: str, value: object) -> None:
+    """Set an instance attribute for the duration, putting back exactly what was there."""
+    saved = vars(obj).get(name, _MISSING)
+    setattr(obj, name, value)
+    stack.callback(_restore, obj, name, saved)
 
 
 def _restore(obj: Any, name: str, saved: Any) -> None:
     if saved is _MISSING:
-        obj.__dict__.pop(name, None)
+        vars(obj).pop(name, None)
     else:
         setattr(obj, name, saved)
 
@@ -215,7 +310,7 @@ def _run_in_executor(
     *args: Any,
 ) -> asyncio.Future[Any]:
     """``loop.run_in_executor`` that keeps time still while a task awaits the thread."""
-    future = original(executor, func, *args)
+    future = original(executor, driver.workers.wrap(func), *args)
     driver.busy += 1
     future.add_done_callback(functools.partial(_release, driver))
     return future
@@ -225,41 +320,61 @@ def _release(driver: Driver, _future: object) -> None:
     driver.busy -= 1
 
 
-def _patch_anyio() -> None:
+def _make_anyio_hook(saved: Any) -> Any:
     """Count anyio's own worker threads (it does not use ``run_in_executor``)."""
-    global _patch_users, _saved_anyio_method
-    with _patch_lock:
-        _patch_users += 1
-        if _patch_users > 1:
-            return
+    original = saved.__func__ if isinstance(saved, classmethod) else saved
+
+    async def run_sync_in_worker_thread(
+        cls: Any, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        driver = _ACTIVE.get(asyncio.get_running_loop())
+        if driver is None:
+            return await original(cls, func, *args, **kwargs)
+        driver.busy += 1
+        try:
+            return await original(cls, driver.workers.wrap(func), *args, **kwargs)
+        finally:
+            driver.busy -= 1
+
+    return classmethod(run_sync_in_worker_thread)
+
+
+def _make_write_hook(saved: Callable[..., Any]) -> Callable[..., Any]:
+    """Note a write through a transport of a driven loop (a request that awaits a reply)."""
+
+    @functools.wraps(saved)
+    def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+        driver = _ACTIVE.get(self._loop)
+        if driver is not None:
+            driver.io.sent(self._sock_fd, time.perf_counter())
+        return saved(self, *args, **kwargs)
+
+    return write
+
+
+def _shared_hooks(subject: str) -> tuple[SharedPatch, ...]:
+    """The process-wide hooks, each checked on every entry (a missing one is refused)."""
+    try:
         from anyio._backends._asyncio import AsyncIOBackend
-
-        saved = AsyncIOBackend.__dict__["run_sync_in_worker_thread"]
-        _saved_anyio_method = saved
-        original = saved.__func__
-
-        async def run_sync_in_worker_thread(cls: Any, *args: Any, **kwargs: Any) -> Any:
-            driver = _ACTIVE.get(asyncio.get_running_loop())
-            if driver is None:
-                return await original(cls, *args, **kwargs)
-            driver.busy += 1
-            try:
-                return await original(cls, *args, **kwargs)
-            finally:
-                driver.busy -= 1
-
-        AsyncIOBackend.run_sync_in_worker_thread = classmethod(  # type: ignore[method-assign,assignment]
-            run_sync_in_worker_thread
+    except ImportError as exc:  # pragma: no cover - anyio is a dependency
+        raise unsupported(subject, f"anyio's asyncio backend cannot be imported ({exc})") from None
+    if not isinstance(vars(AsyncIOBackend).get("run_sync_in_worker_thread"), classmethod):
+        raise unsupported(
+            subject,
+            "anyio._backends._asyncio.AsyncIOBackend.run_sync_in_worker_thread (anyio's worker"
+            " threads) is missing",
         )
+    transport: Any = getattr(selector_events, "_SelectorSocketTransport", None)
+    if transport is None or not callable(vars(transport).get("write")):
+        raise unsupported(
+            subject, "asyncio.selector_events._SelectorSocketTransport.write is missing"
+        )
+    names = [name for name in ("write", "writelines") if callable(vars(transport).get(name))]
+    if not _HOOKS:
+        _HOOKS.append(SharedPatch(AsyncIOBackend, "run_sync_in_worker_thread", _make_anyio_hook))
+        _HOOKS.extend(SharedPatch(transport, name, _make_write_hook) for name in names)
+    return tuple(_HOOKS)
 
 
-def _unpatch_anyio() -> None:
-    global _patch_users, _saved_anyio_method
-    with _patch_lock:
-        _patch_users -= 1
-        if _patch_users > 0:
-            return
-        from anyio._backends._asyncio import AsyncIOBackend
-
-        AsyncIOBackend.run_sync_in_worker_thread = _saved_anyio_method  # type: ignore[method-assign]
-        _saved_anyio_method = None
+#: Created on first use (after the check), then kept: each one counts its users.
+_HOOKS: list[SharedPatch] = []

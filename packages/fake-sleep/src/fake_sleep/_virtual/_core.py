@@ -1,130 +1,23 @@
-"""The engine shared by both backends, the public `VirtualClock` and `virtual_time()`."""
+"""The public face of virtual time: `virtual_time()`, `VirtualTime` and `VirtualClock`.
+
+The engine lives elsewhere: the driver contract and shared logic in ``_driver``, one driver
+per backend (``_asyncio``, ``_trio``, imported only when that backend runs), outside I/O in
+``_io``, worker threads in ``_threads``, wall clocks in ``_wall``. Nothing here is imported
+by those modules.
+"""
 
 from __future__ import annotations
 
 import math
-import time
-from numbers import Real
+from contextlib import ExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from ._errors import VirtualClockDeadlock, VirtualClockError, VirtualTimeLimitExceeded
+from fake_sleep import _modes
 
-if TYPE_CHECKING:
-    import anyio
+from ._driver import IO_GRACE, Driver, check_seconds
+from ._errors import VirtualClockError
 
-__all__ = ["DEADLOCK_GRACE", "VirtualClock", "VirtualTime", "virtual_time"]
-
-#: Real seconds with nothing runnable, no timer and no busy worker thread before a deadlock.
-DEADLOCK_GRACE = 0.5
-#: Real seconds to wait for a busy worker thread before looking again (its result wakes the
-#: loop anyway; this only bounds a missed wake-up).
-THREAD_POLL = 0.1
-
-
-class Driver:
-    """What both backends share: the virtual time, the limit, busy threads and failure.
-
-    ``now`` is in the event loop's own clock units (the value ``loop.time()`` or
-    ``trio.current_time()`` returns); ``start`` is that value on entry.
-    """
-
-    backend = "?"
-
-    def __init__(self, end: float | None) -> None:
-        self.now = 0.0
-        self.start = 0.0
-        self.end = end
-        self.limit = math.inf
-        #: Worker threads a task is waiting for (maintained by the backend's wrappers).
-        self.busy = 0
-        self.failure: VirtualClockError | None = None
-        self.idle_since: float | None = None
-        self.scope: anyio.CancelScope | None = None
-
-    def begin(self, start: float) -> None:
-        self.now = self.start = start
-        self.limit = math.inf if self.end is None else start + self.end
-
-    # -- backend hooks ---------------------------------------------------------------------
-    def install(self) -> None:
-        raise NotImplementedError
-
-    def uninstall(self) -> None:
-        raise NotImplementedError
-
-    def schedule_cancel(self) -> None:
-        """Arrange for ``self.scope`` to be cancelled from inside the event loop, soon."""
-        raise NotImplementedError
-
-    def waiting_tasks(self) -> str:
-        raise NotImplementedError
-
-    # -- shared logic ----------------------------------------------------------------------
-    def elapsed(self) -> float:
-        # Rounded to nanoseconds: the loop clock's large epoch would otherwise show float
-        # noise (1000.0000000000002) in a sum of exact delays.
-        return round(self.now - self.start, 9)
-
-    def cancel_scope(self) -> None:
-        if self.scope is not None:
-            self.scope.cancel()
-
-    def fail(self, error: VirtualClockError) -> None:
-        if self.failure is None:
-            self.failure = error
-        self.schedule_cancel()
-
-    def deadlock(self) -> None:
-        self.idle_since = None
-        self.fail(
-            VirtualClockDeadlock(
-                f"virtual_time(): deadlock at {self.elapsed():g} virtual seconds: no task can"
-                f" run, no timer is pending and no tracked worker thread is busy (waited"
-                f" {DEADLOCK_GRACE:g} s of real time). Waiting tasks:\n{self.waiting_tasks()}\n"
-                "Something awaits an event that nothing will set. Note that outside I/O and"
-                " threads not started through anyio.to_thread.run_sync, asyncio.to_thread,"
-                " loop.run_in_executor or trio.to_thread.run_sync are not waited for."
-            )
-        )
-
-    def exceed(self, deadline: float) -> None:
-        self.fail(
-            VirtualTimeLimitExceeded(
-                f"virtual_time(end={self.end:g}): the next timer is due at"
-                f" {deadline - self.start:g} virtual seconds, past end={self.end:g}. Timers keep"
-                " firing but the awaited work never completes (a livelock), or end= is too"
-                f" small for this code. Waiting tasks:\n{self.waiting_tasks()}"
-            )
-        )
-
-    def grace_left(self) -> float:
-        """Real seconds of deadlock grace left (starting the grace period if needed)."""
-        now_real = time.perf_counter()
-        if self.idle_since is None:
-            self.idle_since = now_real
-        return self.idle_since + DEADLOCK_GRACE - now_real
-
-    def advance(self, seconds: float) -> None:
-        seconds = _check_seconds(seconds, "seconds")
-        if math.isinf(seconds):
-            raise ValueError("advance(seconds): seconds must be finite")
-        target = self.now + seconds
-        if target > self.limit:
-            raise VirtualTimeLimitExceeded(
-                f"advance({seconds:g}) would move virtual time to"
-                f" {target - self.start:g} s, past end={self.end:g}"
-            )
-        self.now = target
-
-
-def _check_seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    result = float(value)
-    if math.isnan(result) or result < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return result
+__all__ = ["VirtualClock", "VirtualTime", "virtual_time"]
 
 
 class VirtualClock:
@@ -184,13 +77,15 @@ class VirtualClock:
 class VirtualTime:
     """The async context manager `virtual_time()` returns; see there."""
 
-    def __init__(self, *, end: float | None, time_time: bool, datetime_now: bool) -> None:
+    def __init__(
+        self, *, end: float | None, time_time: bool, datetime_now: bool, io_grace: float
+    ) -> None:
         self._end = end
         self._time_time = time_time
         self._datetime_now = datetime_now
+        self._io_grace = io_grace
         self._driver: Driver | None = None
-        self._scope: anyio.CancelScope | None = None
-        self._wall: object | None = None
+        self._undo: ExitStack | None = None
         self._clock = VirtualClock()
 
     @property
@@ -206,21 +101,26 @@ class VirtualTime:
             raise RuntimeError("this virtual_time() object is already in use; create a new one")
         import anyio
 
-        from ._wall import follow_wall_clocks
+        from ._wall import follow_wall_clocks, stop_following
 
-        driver = _make_driver(self._end)
-        driver.install()  # raises (changing nothing) if the loop cannot be driven
-        try:
+        mixed = _modes.refuse("virtual_time")
+        if mixed is not None:
+            raise VirtualClockError(mixed)
+        # Looks up every hook the backend needs and raises, changing nothing, if one is missing.
+        driver = _make_driver(self._end, self._io_grace)
+        with ExitStack() as stack:
+            driver.install(stack)  # one undo per change, taken back in reverse on failure
+            _modes.enter("virtual_time")
+            stack.callback(_modes.leave, "virtual_time")
+            wall = follow_wall_clocks(
+                driver, time_time=self._time_time, datetime_now=self._datetime_now
+            )
+            stack.callback(stop_following, wall)
             scope = anyio.CancelScope()
             scope.__enter__()
-        except BaseException:
-            driver.uninstall()
-            raise
+            self._undo = stack.pop_all()
         driver.scope = scope
         self._driver = driver
-        self._wall = follow_wall_clocks(
-            driver, time_time=self._time_time, datetime_now=self._datetime_now
-        )
         self._clock._bound = driver
         return self._clock
 
@@ -230,19 +130,15 @@ class VirtualTime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        from ._wall import stop_following
-
         driver = self._driver
         assert driver is not None
         assert driver.scope is not None
+        assert self._undo is not None
         try:
             swallowed = bool(driver.scope.__exit__(exc_type, exc, tb))
         finally:
-            try:
-                driver.uninstall()
-            finally:
-                stop_following(self._wall)
-                driver.scope = None
+            driver.scope = None
+            self._undo.close()
         failure = driver.failure
         if failure is not None and (swallowed or exc is not None):
             if exc is not None and not swallowed:
@@ -269,7 +165,7 @@ def _current_library() -> str | None:
         return None
 
 
-def _make_driver(end: float | None) -> Driver:
+def _make_driver(end: float | None, io_grace: float) -> Driver:
     library = _current_library()
     if library is None:
         raise RuntimeError(
@@ -279,11 +175,11 @@ def _make_driver(end: float | None) -> Driver:
     if library == "asyncio":
         from ._asyncio import AsyncioDriver
 
-        return AsyncioDriver(end)
+        return AsyncioDriver(end, io_grace)
     if library == "trio":
         from ._trio import make_trio_driver
 
-        return make_trio_driver(end)
+        return make_trio_driver(end, io_grace)
     raise RuntimeError(
         f"virtual_time() supports asyncio and trio, not {library!r}; run the code under anyio"
         " with the asyncio or trio backend"
@@ -291,7 +187,11 @@ def _make_driver(end: float | None) -> Driver:
 
 
 def virtual_time(
-    *, end: float | None = None, time_time: bool = False, datetime_now: bool = False
+    *,
+    end: float | None = None,
+    time_time: bool = False,
+    datetime_now: bool = False,
+    io_grace: float = IO_GRACE,
 ) -> VirtualTime:
     """Run the current event loop's clock in virtual time inside ``async with``.
 
@@ -301,12 +201,15 @@ def virtual_time(
             await anyio.sleep(3600)  # returns at once
             assert clock.time() == 3600
 
-    Every wait on the loop clock completes at once, in deadline order: time jumps, straight
-    to the nearest timer, only when no task can run and no worker thread started through
-    ``anyio.to_thread.run_sync``, ``asyncio.to_thread``, ``loop.run_in_executor`` or
-    ``trio.to_thread.run_sync`` is busy. Nothing is patched by name, so early-imported
-    sleeps and every timeout are covered. On exit the loop clock goes on at real speed from
-    the virtual time it reached, never backwards.
+    Every wait on the loop clock completes at once, in deadline order. Time jumps, straight
+    to the nearest timer, only when nothing real is pending: no task can run, no worker
+    thread started through ``anyio.to_thread.run_sync``, ``asyncio.to_thread``,
+    ``loop.run_in_executor`` or ``trio.to_thread.run_sync`` is busy, and no task waits on
+    outside I/O (a socket to a real server, a subprocess's pipe) that had traffic or began
+    less than `io_grace` real seconds ago. While something real is pending, the loop waits
+    for it in real time and virtual time stands still. Nothing is patched by name, so
+    early-imported sleeps and every timeout are covered. On exit the loop clock goes on at
+    real speed from the virtual time it reached, never backwards.
 
     ``pendulum.now`` (if pendulum is installed) follows the virtual time while the block
     runs: it returns the real time plus the virtual seconds jumped so far.
@@ -317,18 +220,24 @@ def virtual_time(
         time_time: Also shift ``time.time()`` and ``time.time_ns()``.
         datetime_now: Also shift ``datetime.datetime.now()``, ``utcnow()`` and ``today()``
             (through the ``datetime`` module's attribute, see the docs).
+        io_grace: Real seconds of silence after which a wait on outside I/O no longer keeps
+            the clock still (a server slower than this to answer meets its client's timeout
+            at once). ``0`` ignores outside I/O; ``math.inf`` always waits for it.
 
     Raises:
         VirtualClockDeadlock: from the ``async with`` when nothing can ever run again.
         VirtualTimeLimitExceeded: from the ``async with`` when time would pass ``end``.
-        RuntimeError: not inside async code, already active in this loop, or a loop that
-            cannot be driven (uvloop, Windows' Proactor loop).
+        VirtualClockError: on entry, changing nothing: already active in this loop, a loop
+            that cannot be driven (uvloop, Windows' Proactor loop, an event loop or trio
+            whose private hooks differ from the supported versions), or `patch_sleep` active.
+        RuntimeError: not inside async code (`VirtualClockError` is a `RuntimeError` too).
     """
     if end is not None:
-        end = _check_seconds(end, "end")
+        end = check_seconds(end, "end")
         if math.isinf(end):
             end = None
+    io_grace = check_seconds(io_grace, "io_grace")
     for name, flag in (("time_time", time_time), ("datetime_now", datetime_now)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    return VirtualTime(end=end, time_time=time_time, datetime_now=datetime_now)
+    return VirtualTime(end=end, time_time=time_time, datetime_now=datetime_now, io_grace=io_grace)

@@ -1,10 +1,15 @@
-"""trio backend: swap the run's clock for an autojumping virtual one for the duration.
+"""trio backend: swap the run's clock for a virtual one for the duration.
 
-Private hooks used (trio has no public way to change the clock of a running run):
-``trio._core._run.GLOBAL_RUN_CONTEXT.runner`` (its ``clock``, ``clock_autojump_threshold``,
-``runq``, ``entry_queue``, ``waiting_for_idle``, ``instruments`` and ``tasks``) and the
-``start_thread_soon`` name inside ``trio._threads``, wrapped for the duration to see worker
-threads started by ``trio.to_thread.run_sync`` (which anyio uses).
+trio has no public way to change the clock of a running run. This driver uses the run's
+``Runner`` object (``trio._core._run.GLOBAL_RUN_CONTEXT.runner``): it sets ``clock`` and
+``clock_autojump_threshold``, and reads ``runq``, ``entry_queue.queue``,
+``entry_queue.idempotent_queue``, ``waiting_for_idle`` and the I/O manager's table of waits
+(``io_manager._registered``; where a platform's manager has none, outside I/O is not seen).
+It wraps the ``start_thread_soon`` name inside ``trio._threads`` for the duration to count the
+worker threads ``trio.to_thread.run_sync`` (and so anyio) starts. The constructor checks every
+one of these before anything changes and refuses a run that lacks one with
+`VirtualClockError`. Where trio has a public way it is used: ``trio.lowlevel.add_instrument``
+to notice progress, ``current_root_task()`` to list waiting tasks, the run's ``TrioToken``.
 """
 
 from __future__ import annotations
@@ -12,30 +17,26 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-import threading
-from collections.abc import Callable
-from contextlib import suppress
-from typing import Any
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, suppress
+from typing import Any, TypeGuard
 
 import trio
-from trio._core._run import GLOBAL_RUN_CONTEXT
 from trio.abc import Clock, Instrument
-from trio.testing import MockClock
 
-from ._core import DEADLOCK_GRACE, THREAD_POLL, Driver
+from ._driver import DEADLOCK_GRACE, THREAD_POLL, Driver, unsupported
+from ._errors import VirtualClockError
+from ._patching import SharedPatch
 from ._tasks import describe_waiters
 
 __all__ = ["TrioVirtualClock", "make_trio_driver"]
 
-# Where trio.to_thread.run_sync looks up start_thread_soon (a module global, read per call).
-_trio_threads: Any = importlib.import_module("trio._threads")
-
 #: What a "don't jump, wait for something else" answer to trio's run loop looks like.
 _LONG_WAIT = 86400.0
-
-_patch_lock = threading.Lock()
-_patch_users = 0
-_saved_start_thread_soon: Any = None
+_SUBJECT = "this trio run"
 
 
 class _Progress(Instrument):
@@ -68,52 +69,99 @@ class _OffsetClock(Clock):
         return self.base.deadline_to_sleep_time(deadline - self.extra)
 
 
+def _runner() -> Any:
+    """The running trio run's Runner, after checking every attribute the driver touches."""
+    try:
+        run_module: Any = importlib.import_module("trio._core._run")
+        runner = run_module.GLOBAL_RUN_CONTEXT.runner
+    except (ImportError, AttributeError):
+        raise unsupported(
+            _SUBJECT, "trio._core._run.GLOBAL_RUN_CONTEXT.runner (the running run) is missing"
+        ) from None
+    for name in ("clock", "clock_autojump_threshold", "runq", "waiting_for_idle", "io_manager"):
+        if not hasattr(runner, name):
+            raise unsupported(_SUBJECT, f"trio's Runner has no {name!r}")
+    if not isinstance(runner.runq, deque):
+        raise unsupported(_SUBJECT, "trio's Runner.runq is not the deque of runnable tasks")
+    entry = getattr(runner, "entry_queue", None)
+    for name in ("queue", "idempotent_queue"):
+        if not hasattr(entry, name):
+            raise unsupported(_SUBJECT, f"trio's Runner.entry_queue has no {name!r}")
+    return runner
+
+
+def _threads_hook() -> SharedPatch:
+    """The wrapper around trio's ``start_thread_soon``, checked on every entry."""
+    threads: Any = importlib.import_module("trio._threads")
+    if not callable(getattr(threads, "start_thread_soon", None)):
+        raise unsupported(
+            _SUBJECT,
+            "trio._threads.start_thread_soon (where trio.to_thread.run_sync starts its"
+            " threads) is missing",
+        )
+    if not _HOOKS:
+        _HOOKS.append(SharedPatch(threads, "start_thread_soon", _make_threads_hook))
+    return _HOOKS[0]
+
+
+_HOOKS: list[SharedPatch] = []
+
+
 class TrioVirtualClock(Driver, Clock):
     """A `trio.abc.Clock` that stands still and jumps to the next deadline when idle.
 
-    trio asks ``deadline_to_sleep_time`` only when no task is runnable. If no worker thread
-    is busy, the clock notes the deadline and answers 0: trio then polls I/O without
+    trio asks ``deadline_to_sleep_time`` only when no task is runnable. If nothing real is
+    pending, the clock notes the deadline and answers 0: trio then polls I/O without
     blocking and reads ``current_time``, where the jump happens unless that poll (or a
     thread's hand-back) made a task runnable.
     """
 
     backend = "trio"
 
-    def __init__(self, end: float | None) -> None:
-        super().__init__(end)
-        runner = getattr(GLOBAL_RUN_CONTEXT, "runner", None)
-        if runner is None:  # pragma: no cover - sniffio said trio
-            raise RuntimeError("virtual_time() must be entered inside a running trio run")
+    def __init__(self, end: float | None, io_grace: float) -> None:
+        super().__init__(end, io_grace)
+        runner = _runner()
+        if isinstance(runner.clock, TrioVirtualClock):
+            raise VirtualClockError(
+                "virtual_time() is already active in this trio run; nest no second one"
+            )
+        self._hook = _threads_hook()
         self._runner: Any = runner
+        registered = getattr(runner.io_manager, "_registered", None)
+        #: fd -> waiters (epoll) or (fd, filter) -> task (kqueue); None where unknown.
+        self._registered: dict[Any, Any] | None = (
+            registered if isinstance(registered, dict) else None
+        )
         self._token = trio.lowlevel.current_trio_token()
+        root = trio.lowlevel.current_root_task()
+        if root is None:  # pragma: no cover - only before the run has started
+            raise unsupported(_SUBJECT, "trio.lowlevel.current_root_task() returned None")
+        self._root = root
         self._pending: float | None = None
         self._progress: _Progress | None = None
         self._saved_clock: Clock = runner.clock
         self._saved_threshold: float = runner.clock_autojump_threshold
 
     # -- install / uninstall ---------------------------------------------------------------
-    def install(self) -> None:
+    def install(self, stack: ExitStack) -> None:
         runner = self._runner
-        clock = runner.clock
-        if isinstance(clock, TrioVirtualClock):
-            raise RuntimeError(
-                "virtual_time() is already active in this trio run; nest no second one"
-            )
-        self.begin(clock.current_time())
-        _patch_threads()
-        runner.clock = self
+        self.begin(self._saved_clock.current_time())
+        stack.enter_context(self._hook.applied())
         # trio's own autojump would assert the clock is a MockClock; we jump ourselves.
         runner.clock_autojump_threshold = math.inf
+        stack.callback(setattr, runner, "clock_autojump_threshold", self._saved_threshold)
+        runner.clock = self
+        stack.callback(self._leave)
+        stack.callback(self._stop_progress)
 
-    def uninstall(self) -> None:
+    def _leave(self) -> None:
+        """Hand the run its clock back, going on from the virtual time, never backwards."""
         runner = self._runner
-        if runner.clock is not self:
+        if runner.clock is not self:  # pragma: no cover - someone else replaced it meanwhile
             return
-        self._stop_progress()
-        _unpatch_threads()
         saved = self._saved_clock
         extra = self.now - saved.current_time()
-        if isinstance(saved, MockClock):
+        if _is_mock_clock(saved):
             if extra > 0:
                 saved.jump(extra)
             runner.clock = saved
@@ -123,7 +171,6 @@ class TrioVirtualClock(Driver, Clock):
             runner.clock = _OffsetClock(saved.base, saved.extra + extra)
         else:
             runner.clock = _OffsetClock(saved, extra)
-        runner.clock_autojump_threshold = self._saved_threshold
 
     # -- trio.abc.Clock --------------------------------------------------------------------
     def start_clock(self) -> None:  # pragma: no cover - the run has started already
@@ -142,13 +189,19 @@ class TrioVirtualClock(Driver, Clock):
     # -- the slow path ---------------------------------------------------------------------
     def _idle(self, deadline: float) -> float:
         runner = self._runner
-        if self.busy:
+        if self.busy and self.threads_hold():
             self._stop_progress()
             return THREAD_POLL
         if runner.waiting_for_idle:
             # trio.testing.wait_all_tasks_blocked() goes first, as with trio's MockClock.
             self._stop_progress()
             return _LONG_WAIT
+        registered = self._registered
+        if registered:
+            hold = self.io.hold(_watched(registered), time.perf_counter())
+            if hold > 0:
+                self._stop_progress()
+                return hold
         if deadline == math.inf:
             return self._no_timer()
         if deadline > self.limit and self.failure is None:
@@ -178,7 +231,7 @@ class TrioVirtualClock(Driver, Clock):
         progress = self._progress
         if progress is None:
             progress = self._progress = _Progress()
-            self._runner.instruments.add_instrument(progress)
+            trio.lowlevel.add_instrument(progress)
         elif progress.ran:
             progress.ran = False
             self.idle_since = None
@@ -193,8 +246,8 @@ class TrioVirtualClock(Driver, Clock):
         progress = self._progress
         if progress is not None:
             self._progress = None
-            with suppress(KeyError):
-                self._runner.instruments.remove_instrument(progress)
+            with suppress(KeyError, RuntimeError):
+                trio.lowlevel.remove_instrument(progress)
 
     # -- failure ---------------------------------------------------------------------------
     def schedule_cancel(self) -> None:
@@ -205,12 +258,44 @@ class TrioVirtualClock(Driver, Clock):
         self.busy -= 1
 
     def waiting_tasks(self) -> str:
-        return describe_waiters((task.name, task.coro) for task in self._runner.tasks)
+        return describe_waiters((task.name, task.coro) for task in _walk(self._root))
 
 
-def make_trio_driver(end: float | None) -> TrioVirtualClock:
+def _is_mock_clock(clock: Clock) -> TypeGuard[Any]:
+    # trio.testing imports pytest (about a second when cold): only look if it is loaded.
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(clock, testing.MockClock)
+
+
+def _walk(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
+    """Every task under `task`, through the public nursery tree."""
+    stack = [task]
+    while stack:
+        current = stack.pop()
+        yield current
+        for nursery in current.child_nurseries:
+            stack.extend(nursery.child_tasks)
+
+
+def _watched(registered: dict[Any, Any]) -> Iterator[tuple[int, object, bool]]:
+    """(fd, token, False) for each descriptor a task waits on; the token is the wait's entry.
+
+    epoll keeps one entry per descriptor while a task waits on it and drops it after; kqueue
+    keys its entries by ``(fd, filter)``. Either way the entry object stands for one wait.
+    """
+    for key, entry in list(registered.items()):
+        fd = key[0] if isinstance(key, tuple) else key
+        if isinstance(fd, int):
+            yield fd, entry, False
+
+
+def make_trio_driver(end: float | None, io_grace: float) -> TrioVirtualClock:
     """The driver for the trio run of the calling task."""
-    return TrioVirtualClock(end)
+    return TrioVirtualClock(end, io_grace)
+
+
+def _make_threads_hook(saved: Callable[..., None]) -> Callable[..., None]:
+    return functools.partial(_start_thread_soon, saved)
 
 
 def _start_thread_soon(
@@ -221,8 +306,10 @@ def _start_thread_soon(
     **kwargs: Any,
 ) -> None:
     """trio's ``start_thread_soon``, counting threads started from a virtual-time run."""
-    runner = getattr(GLOBAL_RUN_CONTEXT, "runner", None)
-    clock = getattr(runner, "clock", None)
+    try:
+        clock = trio.lowlevel.current_clock()
+    except RuntimeError:  # not called from inside a run
+        clock = None
     if not isinstance(clock, TrioVirtualClock):
         original(fn, deliver, *args, **kwargs)
         return
@@ -238,28 +325,7 @@ def _start_thread_soon(
 
     clock.busy += 1
     try:
-        original(fn, deliver_then_release, *args, **kwargs)
+        original(clock.workers.wrap(fn), deliver_then_release, *args, **kwargs)
     except BaseException:
         clock.busy -= 1
         raise
-
-
-def _patch_threads() -> None:
-    global _patch_users, _saved_start_thread_soon
-    with _patch_lock:
-        _patch_users += 1
-        if _patch_users > 1:
-            return
-        saved = _trio_threads.start_thread_soon
-        _saved_start_thread_soon = saved
-        _trio_threads.start_thread_soon = functools.partial(_start_thread_soon, saved)
-
-
-def _unpatch_threads() -> None:
-    global _patch_users, _saved_start_thread_soon
-    with _patch_lock:
-        _patch_users -= 1
-        if _patch_users > 0:
-            return
-        _trio_threads.start_thread_soon = _saved_start_thread_soon
-        _saved_start_thread_soon = None

@@ -14,7 +14,7 @@ import time as _time_module
 from collections.abc import Callable
 from typing import Any
 
-from ._core import Driver
+from ._driver import Driver
 
 __all__ = ["follow_wall_clocks", "stop_following"]
 
