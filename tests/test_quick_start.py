@@ -1,4 +1,4 @@
-"""The README's two Quick start commands are exactly what CI and the docs run."""
+"""The README's two commands for a clone are exactly what CI and the docs run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _quick_start_commands(markdown: str) -> list[str]:
-    section = markdown.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    section = markdown.split("## From a clone", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```bash\n(.+?)\n```", section)
 
 
