@@ -476,17 +476,6 @@ def test_shared_asyncio_loop_before_and_after() -> None:
         loop.close()
 
 
-def test_uvloop_is_refused() -> None:
-    uvloop = pytest.importorskip("uvloop")
-
-    async def main() -> None:
-        async with virtual_time():
-            pass  # pragma: no cover
-
-    with pytest.raises(RuntimeError, match="uvloop"):
-        uvloop.run(main())
-
-
 def _mock_clock_backend() -> Any:
     try:
         from trio.testing import MockClock

@@ -110,27 +110,30 @@ class OutsideIO:
 
     def _classify(self, fd: int, token: object, continuous: bool, now: float) -> _Fd:
         previous = self._fds.get(fd)
-        state = _Fd(token, self._is_outside(fd), continuous, now)
+        outside, is_socket = self._is_outside(fd)
+        # Only a socket carries request and reply both ways; a pipe's writes go elsewhere.
+        state = _Fd(token, outside, continuous and is_socket, now)
         if previous is not None and previous.token is _PENDING:
             state.sent = previous.sent  # a write that came before the first look
         return state
 
-    def _is_outside(self, fd: int) -> bool:
+    def _is_outside(self, fd: int) -> tuple[bool, bool]:
+        """(whether the other end is outside this loop, whether it is a socket)."""
         try:
             if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                return True  # a pipe, a pidfd, a terminal: the other end is outside
+                return True, False  # a pipe, a pidfd, a terminal: the other end is outside
         except OSError:  # pragma: no cover - closed under us, or Windows socket handles
             pass
         try:
             sock = socket.socket(fileno=fd)
         except OSError:
-            return True
+            return True, False
         try:
             try:
                 local: _Address = sock.getsockname()
                 listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
             except OSError:
-                return True
+                return True, True
             try:
                 peer: _Address = sock.getpeername()
             except OSError:
@@ -141,14 +144,13 @@ class OutsideIO:
         self._locals.add(_key(local))
         if listening:
             self._listeners.add(_key(local))
-            return False
+            return False, True
         if family == getattr(socket, "AF_UNIX", None) and not peer:
-            return False  # an unnamed pair, made by this process (socket.socketpair())
+            return False, True  # an unnamed pair, made by this process (socket.socketpair())
         if peer is None:
-            return True
-        return not (
-            self._is_listener(peer) or self._is_listener(local) or _key(peer) in self._locals
-        )
+            return True, True
+        inner = self._is_listener(peer) or self._is_listener(local) or _key(peer) in self._locals
+        return not inner, True
 
     def _is_listener(self, address: _Address) -> bool:
         key = _key(address)

@@ -27,8 +27,23 @@ __all__ = ["STALL_GRACE", "Workers"]
 #: holding the clock (longer than any hand-over between threads, short next to a hang).
 STALL_GRACE = 1.0
 
-#: Modules whose frames mean "blocked waiting for another thread", when innermost.
-_WAIT_MODULES = frozenset({"threading", "queue", "concurrent.futures._base"})
+#: Innermost frames that mean "blocked waiting for another thread": (module, function).
+_WAITS = frozenset(
+    {
+        ("threading", "wait"),  # Condition.wait, Event.wait, Barrier.wait
+        ("threading", "wait_for"),
+        ("threading", "acquire"),  # Semaphore.acquire
+        ("threading", "join"),
+        ("threading", "_wait_for_tstate_lock"),
+        ("queue", "get"),
+        ("queue", "put"),
+        ("queue", "join"),
+        ("concurrent.futures._base", "result"),
+        ("concurrent.futures._base", "exception"),
+        ("concurrent.futures._base", "wait"),
+        ("concurrent.futures._base", "as_completed"),
+    }
+)
 _JOIN_CODE = threading.Thread.join.__code__
 _MAX_CHAIN = 8
 
@@ -46,7 +61,7 @@ def _joined_thread(frame: FrameType | None) -> threading.Thread | None:
 
 
 def _waiting(frame: FrameType) -> bool:
-    return frame.f_globals.get("__name__") in _WAIT_MODULES
+    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _WAITS
 
 
 class Workers:

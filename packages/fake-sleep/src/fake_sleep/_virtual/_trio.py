@@ -78,14 +78,14 @@ def _runner() -> Any:
         raise unsupported(
             _SUBJECT, "trio._core._run.GLOBAL_RUN_CONTEXT.runner (the running run) is missing"
         ) from None
-    for name in ("clock", "clock_autojump_threshold", "runq", "waiting_for_idle", "io_manager"):
+    names = ("clock", "clock_autojump_threshold", "runq", "entry_queue", "waiting_for_idle")
+    for name in (*names, "io_manager"):
         if not hasattr(runner, name):
             raise unsupported(_SUBJECT, f"trio's Runner has no {name!r}")
     if not isinstance(runner.runq, deque):
         raise unsupported(_SUBJECT, "trio's Runner.runq is not the deque of runnable tasks")
-    entry = getattr(runner, "entry_queue", None)
     for name in ("queue", "idempotent_queue"):
-        if not hasattr(entry, name):
+        if not hasattr(runner.entry_queue, name):
             raise unsupported(_SUBJECT, f"trio's Runner.entry_queue has no {name!r}")
     return runner
 

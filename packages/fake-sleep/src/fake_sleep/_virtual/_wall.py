@@ -42,9 +42,9 @@ class _Followed:
         return driver.now - driver.start
 
     def add(self, driver: Driver) -> None:
-        self.drivers.append(driver)
         if self._uninstall is None:
-            self._uninstall = self._install()
+            self._uninstall = self._install()  # may raise: then nothing was added
+        self.drivers.append(driver)
 
     def remove(self, driver: Driver) -> None:
         if driver in self.drivers:
@@ -155,10 +155,17 @@ def follow_wall_clocks(driver: Driver, *, time_time: bool, datetime_now: bool) -
         clocks.append(_TIME)
     if datetime_now:
         clocks.append(_DATETIME)
+    following = _Following(driver, [])
     with _lock:
-        for clock in clocks:
-            clock.add(driver)
-    return _Following(driver, clocks)
+        try:
+            for clock in clocks:
+                clock.add(driver)
+                following.clocks.append(clock)
+        except BaseException:
+            for clock in following.clocks:
+                clock.remove(driver)
+            raise
+    return following
 
 
 def stop_following(handle: object) -> None:
