@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -76,8 +77,10 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def settings(prefix: str) -> PydanticSettings[Any]:
-    return PydanticSettings(make_model(prefix))
+def settings(prefix: str) -> Iterator[PydanticSettings[Any]]:
+    adapter = PydanticSettings(make_model(prefix))
+    yield adapter
+    adapter.close()  # the fields are settings of the process-wide index
 
 
 def test_override_validates_with_pydantic_and_restores(

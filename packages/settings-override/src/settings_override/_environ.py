@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ._errors import SettingValidationError
+from ._reprs import safe_repr
 from ._scope import Scoped
 
-__all__ = ["EnvPatch", "TemporaryEnviron", "temporary_environ"]
+__all__ = ["TemporaryEnviron", "apply_layer", "remove_layer", "temporary_environ"]
 
-_LOCK = threading.RLock()
-# For every key some patch holds: the value before the first patch, and the patches in the
-# order they were applied. Removing a patch by identity restores the newest remaining layer or
-# the original, so patches that end out of order leave no stale value.
-_LAYERS: dict[str, tuple[str | None, list[tuple[EnvPatch, str | None]]]] = {}
+_LOCK = threading.Lock()
+# For every key some patch holds: the value before the first patch, then the patches in the
+# order they were applied, as flat (owner, value) pairs: [original, owner, value, owner, value].
+# Removing a patch by its owner's identity restores the newest remaining layer or the
+# original, so patches that end out of order leave no stale value.
+_LAYERS: dict[str, list[Any]] = {}
+
+# os.environ.get() of a missing key raises and catches KeyError inside the mapping API (about a
+# microsecond); the process environment's own dict answers at once. Used while os.environ is
+# the standard object, else the mapping API.
+_ENVIRON: Any = os.environ
+_ENV_DATA: dict[Any, Any] | None = getattr(_ENVIRON, "_data", None)
+_encodekey: Callable[[str], Any] = getattr(_ENVIRON, "encodekey", lambda key: key)
+_decodevalue: Callable[[Any], str] = getattr(_ENVIRON, "decodevalue", lambda value: value)
+
+
+def _read(key: str) -> str | None:
+    environ = os.environ
+    if environ is _ENVIRON and _ENV_DATA is not None:
+        stored = _ENV_DATA.get(_encodekey(key))
+        return None if stored is None else _decodevalue(stored)
+    return environ.get(key)
 
 
 def _write(key: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(key, None)
-    else:
+    if value is not None:
         os.environ[key] = value
+        return
+    with contextlib.suppress(KeyError):
+        del os.environ[key]
 
 
 def validate_environ_changes(
@@ -52,53 +73,64 @@ def validate_environ_changes(
     return checked
 
 
-class EnvPatch:
-    """A set of environment changes that can be applied once and removed by identity."""
+def apply_layer(owner: object, changes: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Write `changes` as `owner`'s layer of the environment; return what each key held before.
 
-    __slots__ = ("_applied", "changes")
+    Functions rather than a patch object: `temporary_settings(..., mirror_environ=True)` calls
+    them on every enter and exit, with the override itself as the owner.
+    """
+    before: dict[str, str | None] = {}
+    # acquire/release rather than `with`: a third of the cost on the hot path (CPython 3.11).
+    _LOCK.acquire()
+    try:
+        for key, value in changes.items():
+            current = _read(key)
+            before[key] = current
+            layers = _LAYERS.get(key)
+            if layers is None:
+                _LAYERS[key] = [current, owner, value]
+            else:
+                layers += (owner, value)
+            _write(key, value)
+    except BaseException:
+        _remove_locked(owner, changes)
+        raise
+    finally:
+        _LOCK.release()
+    return before
 
-    def __init__(self, changes: Mapping[str, str | None]) -> None:
-        self.changes = dict(changes)
-        self._applied = False
 
-    def apply(self) -> dict[str, str | None]:
-        """Write the changes; return what each key held before."""
-        before: dict[str, str | None] = {}
-        with _LOCK:
-            try:
-                for key, value in self.changes.items():
-                    current = os.environ.get(key)
-                    before[key] = current
-                    record = _LAYERS.get(key)
-                    if record is None:
-                        record = (current, [])
-                        _LAYERS[key] = record
-                    record[1].append((self, value))
-                    _write(key, value)
-            except BaseException:
-                self._applied = True
-                self.remove()
-                raise
-            self._applied = True
-        return before
+def remove_layer(owner: object, keys: Iterable[str]) -> None:
+    """Undo `owner`'s layer, keeping any newer layer of the same keys in force."""
+    _LOCK.acquire()
+    try:
+        _remove_locked(owner, keys)
+    finally:
+        _LOCK.release()
 
-    def remove(self) -> None:
-        """Undo this patch, keeping any newer patch of the same keys in force."""
-        with _LOCK:
-            if not self._applied:
-                return
-            self._applied = False
-            for key in self.changes:
-                record = _LAYERS.get(key)
-                if record is None:
-                    continue
-                original, layers = record
-                layers[:] = [layer for layer in layers if layer[0] is not self]
-                if layers:
-                    _write(key, layers[-1][1])
-                else:
-                    del _LAYERS[key]
-                    _write(key, original)
+
+def _remove_locked(owner: object, keys: Iterable[str]) -> None:
+    for key in keys:
+        layers = _LAYERS.get(key)
+        if layers is None:
+            continue
+        if len(layers) == 3:
+            if layers[1] is owner:  # the usual case: the only layer of this key
+                del _LAYERS[key]
+                _write(key, layers[0])
+            continue
+        kept = [layers[0]]
+        for index in range(1, len(layers), 2):
+            if layers[index] is not owner:
+                kept += layers[index : index + 2]
+        if len(kept) == len(layers):
+            continue  # not a layer of this key (an apply that failed before it)
+        if len(kept) == 1:
+            del _LAYERS[key]
+            _write(key, kept[0])
+        else:
+            _LAYERS[key] = kept
+            _write(key, kept[-1])
 
 
 class TemporaryEnviron(Scoped[dict[str, "str | None"]]):
@@ -106,20 +138,18 @@ class TemporaryEnviron(Scoped[dict[str, "str | None"]]):
 
     def __init__(self, changes: Mapping[str, str | None]) -> None:
         self._changes = validate_environ_changes(changes)
-        self._patch: EnvPatch | None = None
 
     def _fresh(self) -> TemporaryEnviron:
         return TemporaryEnviron(self._changes)
 
     def _enter(self) -> dict[str, str | None]:
-        self._patch = EnvPatch(self._changes)
-        return self._patch.apply()
+        # Entered once at a time (Scoped checks), so the object itself owns the layer.
+        return apply_layer(self, self._changes)
 
     def _exit(self) -> None:
-        if self._patch is not None:
-            self._patch.remove()
-            self._patch = None
+        remove_layer(self, self._changes)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"temporary_environ(keys={sorted(self._changes)!r})"
 

@@ -1,18 +1,31 @@
-"""`temporary_settings`: validated, context-local overrides."""
+"""`temporary_settings`: validated, context-local overrides.
+
+Everything that can be worked out once is worked out when the override is created: the keys are
+resolved, the values checked, and the view of the override on an empty stack computed. Entering
+then costs one small object, one ContextVar write and (with `mirror_environ`) the environment
+writes; leaving costs the same.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
-from ._environ import EnvPatch
+from ._environ import _read, apply_layer, remove_layer
 from ._errors import SettingValidationError, UnknownSettingError, close_matches
-from ._registry import Setting, SettingsRegistry, hidden, index_snapshot
+from ._registry import _INDEX, Setting, SettingsRegistry, hidden, index_snapshot
+from ._reprs import safe_repr
 from ._scope import Scoped
-from ._snapshot import SettingsSnapshot, _resolve
-from ._state import Frame, current_state, pop, push
+from ._snapshot import SettingsSnapshot
+from ._state import EPOCH as _EPOCH
+from ._state import RESTORED, VALUE, Entry, Frame, Op, State, root_entries
+from ._state import STATE as _STATE
+from ._state import next_epoch as _next_epoch
+from ._state import refresh as _refresh
 
 __all__ = ["TemporarySettings", "temporary_settings"]
+
+_new_snapshot = object.__new__
 
 SettingKey = Union["Setting[Any]", str]
 """A `Setting` or the environment name of one."""
@@ -20,70 +33,154 @@ SettingValues = Mapping[Any, Any]
 """Values keyed by `SettingKey`. Typed loosely because Mapping keys are invariant (a
 `dict[str, str]` is not a `Mapping[Setting | str, Any]`); keys are checked at run time."""
 
+S = TypeVar("S")
+_INVALID = -1  # the kind of an update whose value failed its check (only while collecting)
 
-class _Resolver:
-    """Turns keys into settings, collecting every unknown or repeated key."""
+
+class _Problems:
+    """Unknown keys and bad values, collected so that one error lists them all."""
 
     def __init__(self) -> None:
-        self.index: dict[str, Setting[Any]] | None = None
         self.unknown: list[str] = []
-        self.problems: dict[str, str] = {}
+        self.invalid: dict[str, str] = {}
 
-    def resolve(self, key: object, seen: set[Setting[Any]]) -> Setting[Any] | None:
-        if isinstance(key, Setting):
-            setting: Setting[Any] = key
-        elif isinstance(key, str):
-            if self.index is None:
-                self.index = index_snapshot()
-            found = self.index.get(key)
-            if found is None:
-                if key not in self.unknown:
-                    self.unknown.append(key)
-                return None
-            setting = found
-        else:
-            raise TypeError(
-                f"setting keys must be Setting objects or environment names (str), got {key!r}"
-            )
-        if setting in seen:
-            self.problems[setting.name] = "given twice (as a Setting and by name)"
-            return None
-        seen.add(setting)
-        return setting
-
-    def raise_unknown(self) -> None:
+    def raise_if_any(self) -> None:
         if self.unknown:
-            names = list(self.index or index_snapshot())
+            names = list(index_snapshot())
             raise UnknownSettingError(
                 self.unknown, {name: close_matches(name, names) for name in self.unknown}
             )
+        if self.invalid:
+            raise SettingValidationError(self.invalid)
 
 
-def _check_values(
-    resolver: _Resolver, values: Mapping[Any, Any] | None, what: str
-) -> dict[Setting[Any], Any]:
-    if values is None:
-        return {}
+def _setting_for(key: object, problems: list[_Problems]) -> Setting[Any] | None:
+    """The setting a key names; an unknown name is recorded (in a lazily made `_Problems`)."""
+    if isinstance(key, Setting):
+        return key
+    if isinstance(key, str):
+        found = _INDEX.get(key)
+        if found is None:
+            if not problems:
+                problems.append(_Problems())
+            if key not in problems[0].unknown:
+                problems[0].unknown.append(key)
+        return found
+    raise TypeError(f"setting keys must be Setting objects or environment names (str), got {key!r}")
+
+
+def _invalid(problems: list[_Problems], setting: Setting[Any], problem: str) -> None:
+    if not problems:
+        problems.append(_Problems())
+    problems[0].invalid[setting.name] = problem
+
+
+def _mapping(values: object, what: str) -> Mapping[Any, Any]:
     if not isinstance(values, Mapping):
         raise TypeError(f"{what} must be a mapping of settings to values, got {type(values)!r}")
-    checked: dict[Setting[Any], Any] = {}
-    seen: set[Setting[Any]] = set()
-    for key, value in values.items():
-        setting = resolver.resolve(key, seen)
-        if setting is None:
-            continue
+    return values
+
+
+def _quick(updates: dict[Any, Any]) -> tuple[tuple[Op, ...], dict[Setting[Any], Entry]] | None:
+    """The usual call, `temporary_settings({key: value, ...})`, when every key and value is fine.
+
+    Returns the ops and the view on an empty stack, or None to let `_collect` find and report
+    whatever is wrong (and handle the unusual keys).
+    """
+    ops: list[Op] = []
+    root: dict[Setting[Any], Entry] = {}
+    for key, value in updates.items():
+        setting = _INDEX.get(key) if type(key) is str else key
+        if type(setting) is not Setting or setting in root:
+            return None
         try:
-            checked[setting] = setting.check(value)
-        except ValueError as exc:
-            resolver.problems[setting.name] = f"{hidden(setting, value)}: {exc}"
-    return checked
+            checked = setting._codec.check(value)
+        except ValueError:
+            return None
+        ops.append((setting, VALUE, checked, False, None))
+        root[setting] = (VALUE, checked, setting.default, False)
+    return tuple(ops), root
 
 
-class TemporarySettings(Scoped[SettingsSnapshot]):
-    """Returned by `temporary_settings`; see there."""
+def _collect(
+    updates: Mapping[Any, Any] | None,
+    set_defaults: Mapping[Any, Any] | None,
+    restore_defaults: Iterable[Any] | None,
+) -> tuple[Op, ...]:
+    """Resolve and check every key and value; raise listing every problem, or return the ops."""
+    # setting -> [kind, value, sets_default, default]; insertion order is the callbacks' order.
+    ops: dict[Setting[Any], list[Any]] = {}
+    problems: list[_Problems] = []  # empty until the first problem: the usual case allocates none
+    if updates is not None:
+        for key, value in _mapping(updates, "updates").items():
+            setting = _setting_for(key, problems)
+            if setting is None:
+                continue
+            if setting in ops:
+                _invalid(problems, setting, "given twice (as a Setting and by name)")
+                continue
+            try:
+                ops[setting] = [VALUE, setting._codec.check(value), False, None]
+            except ValueError as exc:
+                ops[setting] = [_INVALID, None, False, None]
+                _invalid(problems, setting, f"{hidden(setting, value)}: {exc}")
+    if set_defaults is not None:
+        seen: set[Setting[Any]] = set()
+        for key, value in _mapping(set_defaults, "set_defaults").items():
+            setting = _setting_for(key, problems)
+            if setting is None:
+                continue
+            if setting in seen:
+                _invalid(problems, setting, "given twice (as a Setting and by name)")
+                continue
+            seen.add(setting)
+            try:
+                checked = setting._codec.check(value)
+            except ValueError as exc:
+                _invalid(problems, setting, f"{hidden(setting, value)}: {exc}")
+                continue
+            op = ops.get(setting)
+            if op is None:
+                ops[setting] = [0, None, True, checked]
+            else:
+                op[2], op[3] = True, checked
+    if restore_defaults is not None:
+        if isinstance(restore_defaults, (str, Setting, Mapping)):
+            raise TypeError(
+                "restore_defaults takes an iterable of settings or names, e.g. "
+                f"restore_defaults=[{restore_defaults!r}]"
+            )
+        restored: set[Setting[Any]] = set()
+        for key in restore_defaults:
+            setting = _setting_for(key, problems)
+            if setting is None:
+                continue
+            if setting in restored:
+                _invalid(problems, setting, "given twice (as a Setting and by name)")
+                continue
+            restored.add(setting)
+            op = ops.get(setting)
+            if op is None:
+                ops[setting] = [RESTORED, None, False, None]
+            elif op[0] == VALUE or op[0] == _INVALID:
+                _invalid(problems, setting, "both in updates and restore_defaults; pick one")
+            else:
+                op[0] = RESTORED
+    if problems:
+        problems[0].raise_if_any()
+    return tuple((setting, op[0], op[1], op[2], op[3]) for setting, op in ops.items())
 
-    _frame: Frame | None
-    _patch: EnvPatch | None
+
+class _Override(Frame, Scoped[S]):
+    """The engine behind `temporary_settings` and the pydantic adapter's overrides.
+
+    Subclasses say what entering yields (`_snapshot`). `__enter__` and `__exit__` are written
+    out here, not split into `Scoped`'s `_enter`/`_exit`, because they are the hot path: one
+    `State` node and one ContextVar write each way.
+    """
+
+    _entered: State | None
+    _mirrored: dict[str, str | None] | None
 
     def __init__(
         self,
@@ -93,89 +190,138 @@ class TemporarySettings(Scoped[SettingsSnapshot]):
         *,
         mirror_environ: bool = False,
     ) -> None:
-        resolver = _Resolver()
-        self._updates = _check_values(resolver, updates, "updates")
-        self._defaults = _check_values(resolver, set_defaults, "set_defaults")
-        restored: set[Setting[Any]] = set()
-        if restore_defaults is not None:
-            if isinstance(restore_defaults, (str, Setting, Mapping)):
-                raise TypeError(
-                    "restore_defaults takes an iterable of settings or names, e.g. "
-                    f"restore_defaults=[{restore_defaults!r}]"
-                )
-            for key in restore_defaults:
-                setting = resolver.resolve(key, restored)
-                if setting is not None and setting in self._updates:
-                    resolver.problems[setting.name] = (
-                        "both in updates and restore_defaults; pick one"
-                    )
-        resolver.raise_unknown()
-        if resolver.problems:
-            raise SettingValidationError(resolver.problems)
-        self._restored = frozenset(restored)
-        self._mirror = bool(mirror_environ)
-        touched: dict[Setting[Any], None] = dict.fromkeys(self._updates)
-        touched.update(dict.fromkeys(self._defaults))
-        touched.update(dict.fromkeys(self._restored))
-        self._touched = tuple(touched)
-        registries: dict[SettingsRegistry, None] = {}
-        for setting in self._touched:
-            registries.setdefault(setting.registry, None)
-        self._registries = tuple(registries)
-        self._frame = None
-        self._patch = None
+        quick = None
+        if set_defaults is None and restore_defaults is None and type(updates) is dict:
+            quick = _quick(updates)
+        if quick is None:
+            ops = _collect(updates, set_defaults, restore_defaults)
+            self._ops, self._root = ops, root_entries(ops)
+        else:
+            ops, self._root = quick
+            self._ops = ops
+        self._mirror = mirror_environ is True or bool(mirror_environ)
+        self._registries: tuple[SettingsRegistry, ...] = (
+            (ops[0][0].registry,)
+            if len(ops) == 1
+            else tuple(dict.fromkeys(op[0].registry for op in ops))
+        )
+        self._entered = None
+        self._mirrored = None
 
-    def _fresh(self) -> TemporarySettings:
-        clone = object.__new__(TemporarySettings)
+    def _snapshot(self, state: State) -> S:
+        raise NotImplementedError
+
+    def _fresh(self) -> _Override[S]:
+        clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone._active = False
-        clone._frame = None
-        clone._patch = None
+        clone._entered = None
+        clone._mirrored = None
         return clone
 
-    def _enter(self) -> SettingsSnapshot:
-        frame = Frame(self._updates, self._defaults, self._restored)
-        push(frame)
-        self._frame = frame
+    def __enter__(self) -> S:
+        if self._active:
+            raise RuntimeError(
+                f"{type(self).__name__} is already entered; create a new one for each nested "
+                "or concurrent use (as a decorator it makes a fresh one per call)"
+            )
+        # _state.push, inlined: the new node takes the epoch at which the chain below it was
+        # checked, so an exit racing with this enter is still noticed by the next read.
+        outer = _STATE.get()
+        if outer is None:
+            state = State(self, None, _EPOCH[0])
+        else:
+            if outer.epoch != _EPOCH[0]:
+                outer = _refresh(outer)
+            state = State(self, outer, outer.epoch if outer is not None else _EPOCH[0])
+        _STATE.set(state)
+        self._entered = state
+        self._active = True
         try:
             if self._mirror:
-                state = current_state()
-                changes: dict[str, str | None] = {}
-                for setting in self._touched:
-                    resolved = _resolve(setting, state, None)
-                    if resolved.source == "override" or resolved.default_changed:
-                        changes[setting.name] = setting.dump(resolved.value)
-                    elif resolved.source == "restored":
-                        changes[setting.name] = None
-                self._patch = EnvPatch(changes)
-                self._patch.apply()
-            self._notify()
+                self._apply_mirror(state)
+            for registry in self._registries:
+                if registry._callbacks:
+                    self._notify()
+                    break
         except BaseException:
-            self._exit()
+            self.__exit__(None, None, None)
             raise
-        return SettingsSnapshot(registries=self._registries, state=current_state(), capture=False)
+        return self._snapshot(state)
 
-    def _exit(self) -> None:
-        frame, patch = self._frame, self._patch
-        self._frame = self._patch = None
-        if frame is not None:
-            pop(frame)
-        if patch is not None:
-            patch.remove()
-        if frame is not None:
-            self._notify()
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._active:
+            return
+        self._active = False
+        entered, mirrored = self._entered, self._mirrored
+        self._entered = self._mirrored = None
+        if entered is not None:
+            # _state.pop, inlined.
+            entered.active = False
+            _EPOCH[0] = _next_epoch()
+            state = _STATE.get()
+            if state is entered:
+                _STATE.set(entered.parent)
+            elif state is not None:
+                _refresh(state)
+        if mirrored is not None:
+            remove_layer(self, mirrored)
+        for registry in self._registries:
+            if registry._callbacks:
+                self._notify()
+                break
+
+    async def __aenter__(self) -> S:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
+
+    def _apply_mirror(self, state: State) -> None:
+        """Write what this override changes into os.environ, as a child would need it."""
+        changes: dict[str, str | None] = {}
+        entries = state.entries
+        for op in self._ops:
+            setting = op[0]
+            kind, value, _default, changed = entries[setting]
+            if kind == VALUE or (kind == RESTORED and changed):
+                changes[setting.name] = setting._codec.export(value)
+            elif kind == RESTORED:
+                changes[setting.name] = None
+            elif changed and _read(setting.name) is None:
+                # Only a changed default: it counts where the environment is silent, so it is
+                # written only there (the environment still wins where it is set).
+                changes[setting.name] = setting._codec.export(_default)
+        self._mirrored = changes  # before applying: a failed apply is undone by __exit__
+        apply_layer(self, changes)
 
     def _notify(self) -> None:
         for registry in self._registries:
             if registry._callbacks:
-                registry._notify(tuple(s for s in self._touched if s.registry is registry))
+                registry._notify(tuple(op[0] for op in self._ops if op[0].registry is registry))
 
+    def _describe(self) -> list[str]:
+        """`NAME=value` for updates, then changed defaults, then restored settings."""
+        parts = [f"{op[0].name}={hidden(op[0], op[2])}" for op in self._ops if op[1] == VALUE]
+        parts += [f"{op[0].name} (default)={hidden(op[0], op[4])}" for op in self._ops if op[3]]
+        parts += [f"{op[0].name} (restored)" for op in self._ops if op[1] == RESTORED]
+        return parts
+
+
+class TemporarySettings(_Override[SettingsSnapshot]):
+    """Returned by `temporary_settings`; see there."""
+
+    def _snapshot(self, state: State) -> SettingsSnapshot:
+        snapshot = _new_snapshot(SettingsSnapshot)
+        snapshot._state = state
+        snapshot._sources = self._registries
+        snapshot._settings = None
+        return snapshot
+
+    @safe_repr
     def __repr__(self) -> str:
-        parts = [f"{s.name}={hidden(s, v)}" for s, v in self._updates.items()]
-        parts += [f"{s.name} (default)={hidden(s, v)}" for s, v in self._defaults.items()]
-        parts += [f"{s.name} (restored)" for s in self._restored]
         mirror = ", mirror_environ=True" if self._mirror else ""
-        return f"temporary_settings({', '.join(parts)}{mirror})"
+        return f"temporary_settings({', '.join(self._describe())}{mirror})"
 
 
 def temporary_settings(
@@ -198,7 +344,8 @@ def temporary_settings(
         restore_defaults: settings that read their default even when the environment (or an
             outer override) sets them.
         mirror_environ: also write the overridden values into `os.environ` (process-wide, for
-            code that reads the environment directly) and restore it exactly on exit.
+            code that reads the environment directly) and restore it exactly on exit. A changed
+            default is written only where the environment does not set the variable.
 
     Returns:
         A sync and async context manager yielding a `SettingsSnapshot` of every registry the

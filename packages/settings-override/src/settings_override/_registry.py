@@ -13,6 +13,7 @@ from ._errors import (
     UnknownSettingError,
     close_matches,
 )
+from ._reprs import safe_repr
 from ._state import EPOCH as _EPOCH
 from ._state import STATE as _STATE
 from ._state import refresh as _refresh
@@ -83,10 +84,11 @@ class Setting(Generic[T]):
         *,
         secret: bool,
         description: str,
+        name: str | None = None,
     ) -> None:
         self.registry = registry
         self.key = key
-        self.name = registry.prefix + key
+        self.name = registry.prefix + key if name is None else name
         self.type = type_
         self._codec = codec
         self.default = default
@@ -109,11 +111,9 @@ class Setting(Generic[T]):
             if state is not None:
                 entry = state.entries.get(self)
                 if entry is not None:
-                    if entry.has_value:
-                        return entry.value  # type: ignore[no-any-return]
-                    default = entry.default
-                    if entry.restored:
-                        return default
+                    if entry[0]:  # an override's value, or the default it restored
+                        return entry[1]  # type: ignore[no-any-return]
+                    default = entry[2]
         environ = os.environ
         if environ is _ENVIRON and _ENV_DATA is not None:
             stored = _ENV_DATA.get(self._env_key)
@@ -157,11 +157,16 @@ class Setting(Generic[T]):
         """The environment string that parses back to `value` (lists and dicts as JSON)."""
         return self._codec.dump(value)
 
+    def _export(self, value: T) -> str | None:
+        """What a child's environment needs for `value`: a string, or None to leave it unset."""
+        return self._codec.export(value)
+
     @property
     def type_name(self) -> str:
         """A readable name of the type, e.g. `Optional[int]`."""
         return self._codec.type_name
 
+    @safe_repr
     def __repr__(self) -> str:
         default = "<secret>" if self.secret else repr(self.default)
         extra = ", secret=True" if self.secret else ""
@@ -249,6 +254,30 @@ class SettingsRegistry:
             except ValueError as exc:
                 shown = "<secret>" if secret else repr(default)
                 raise SettingValidationError({env_name: f"default {shown}: {exc}"}) from None
+        return self._add(
+            env_name, name, type, codec, default, secret=secret, description=description
+        )
+
+    def _add(
+        self,
+        env_name: str,
+        key: str,
+        type_: Any,
+        codec: Codec,
+        default: Any,
+        *,
+        secret: bool,
+        description: str,
+        setting_class: type[Setting[Any]] | None = None,
+    ) -> Setting[Any]:
+        """Enter a setting with a ready codec and checked default (the adapters' way in).
+
+        `env_name` need not start with the prefix (pydantic fields with an alias do not). Any
+        `Codec` subclass works as the codec, and `setting_class` may be a `Setting` subclass
+        without slots of its own: this is how the pydantic adapter makes every field of a model
+        a `Setting` validated by pydantic.
+        """
+        _check_env_name(env_name, "environment name")
         with _INDEX_LOCK:
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed; create a new registry to define settings")
@@ -258,8 +287,15 @@ class SettingsRegistry:
                     f"the environment name {env_name!r} is already defined by {holder!r} in "
                     f"{holder.registry!r}; use another prefix or name, or close() that registry"
                 )
-            setting: Setting[Any] = Setting(
-                self, name, type, codec, default, secret=secret, description=description
+            setting: Setting[Any] = (setting_class or Setting)(
+                self,
+                key,
+                type_,
+                codec,
+                default,
+                secret=secret,
+                description=description,
+                name=env_name,
             )
             self._settings[env_name] = setting
             _INDEX[env_name] = setting
@@ -341,6 +377,7 @@ class SettingsRegistry:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @safe_repr
     def __repr__(self) -> str:
         state = ", closed" if self._closed else ""
         return f"SettingsRegistry(prefix={self.prefix!r}, {len(self._settings)} settings{state})"

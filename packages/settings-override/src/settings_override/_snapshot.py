@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from ._errors import UnknownSettingError, close_matches
 from ._registry import Setting, SettingsRegistry, hidden, open_registries
-from ._state import State, current_state
+from ._reprs import safe_repr
+from ._state import RESTORED, VALUE, State, current_state
 
 __all__ = ["SettingsSnapshot", "Source", "get_current_settings"]
 
@@ -35,12 +36,11 @@ def _resolve(setting: Setting[Any], state: State | None, raw: str | None) -> _Re
     default = setting.default
     changed = False
     if entry is not None:
-        changed = entry.default_changed
-        if entry.has_value:
-            return _Resolved(entry.value, "override", changed, None)
-        default = entry.default
-        if entry.restored:
-            return _Resolved(default, "restored", changed, None)
+        kind, value, default, changed = entry
+        if kind == VALUE:
+            return _Resolved(value, "override", changed, None)
+        if kind == RESTORED:
+            return _Resolved(value, "restored", changed, None)
     if raw is None:
         return _Resolved(default, "default", changed, None)
     return _Resolved(setting.parse(raw), "environment", changed, raw)
@@ -55,6 +55,11 @@ class SettingsSnapshot(Mapping[str, Any]):
     cheap. A secret's value never appears in the repr.
     """
 
+    __slots__ = ("_raw", "_resolved", "_settings", "_sources", "_state")
+
+    _raw: dict[str, str | None]
+    _resolved: dict[str, _Resolved]
+
     def __init__(
         self,
         settings: Iterable[Setting[Any]] | None = None,
@@ -64,25 +69,39 @@ class SettingsSnapshot(Mapping[str, Any]):
         capture: bool = True,
     ) -> None:
         self._state = state
-        self._registries = tuple(registries)
+        self._sources: tuple[Setting[Any] | SettingsRegistry, ...] = (
+            *(settings if settings is not None else ()),
+            *registries,
+        )
         self._settings: dict[str, Setting[Any]] | None = None
-        self._given = tuple(settings) if settings is not None else None
-        self._raw: dict[str, str | None] | None = None
-        self._resolved: dict[str, _Resolved] = {}
         if capture:
             self._load()
 
+    @classmethod
+    def _lazy(
+        cls, registries: tuple[SettingsRegistry, ...], state: State | None
+    ) -> SettingsSnapshot:
+        """The snapshot an override yields: nothing is read until it is used (enter stays cheap)."""
+        self = object.__new__(cls)
+        self._state = state
+        self._sources = registries
+        self._settings = None
+        return self
+
     def _load(self) -> dict[str, Setting[Any]]:
-        if self._settings is None:
-            settings: dict[str, Setting[Any]] = {}
-            if self._given is not None:
-                settings.update((s.name, s) for s in self._given)
-            for registry in self._registries:
-                settings.update((s.name, s) for s in registry.settings)
+        settings = self._settings
+        if settings is None:
+            settings = {}
+            for source in self._sources:
+                if isinstance(source, SettingsRegistry):
+                    settings.update((s.name, s) for s in source.settings)
+                else:
+                    settings[source.name] = source
             environ = os.environ
             self._raw = {name: environ.get(name) for name in settings}
+            self._resolved = {}
             self._settings = settings
-        return self._settings
+        return settings
 
     def _get(self, key: str | Setting[Any]) -> _Resolved:
         settings = self._load()
@@ -95,7 +114,6 @@ class SettingsSnapshot(Mapping[str, Any]):
             )
         resolved = self._resolved.get(name)
         if resolved is None:
-            assert self._raw is not None
             resolved = _resolve(setting, self._state, self._raw[name])
             self._resolved[name] = resolved
         return resolved
@@ -135,7 +153,7 @@ class SettingsSnapshot(Mapping[str, Any]):
             assert resolved.raw is not None
             return resolved.raw
         if resolved.source == "override" or resolved.default_changed:
-            return setting.dump(resolved.value)
+            return setting._export(resolved.value)
         if resolved.source == "restored":
             return None
         return _NOTHING
@@ -158,7 +176,9 @@ class SettingsSnapshot(Mapping[str, Any]):
                 if resolved.source == "environment" and resolved.raw is not None:
                     out[name] = resolved.raw
                 else:
-                    out[name] = setting.dump(resolved.value)
+                    exported = setting._export(resolved.value)
+                    if exported is not None:
+                        out[name] = exported
         return out
 
     def environment_changes(self) -> dict[str, str | None]:
@@ -185,6 +205,7 @@ class SettingsSnapshot(Mapping[str, Any]):
                 env[name] = value
         return env
 
+    @safe_repr
     def __repr__(self) -> str:
         settings = self._load()
         parts = []

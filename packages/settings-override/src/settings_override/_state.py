@@ -1,140 +1,180 @@
 """The context-local override stack.
 
 The stack of active overrides lives in one ContextVar, so every asyncio task, trio task and thread
-has its own (tasks start with a copy of their parent's, new threads with none). Overrides are
-removed by identity, never with `ContextVar.reset`, so two overrides that exit out of order leave
-no stale value. Each stack state precomputes, per setting, what the overrides say, so reading a
-setting is a single dictionary look-up.
+has its own (tasks start with a copy of their parent's, new threads with none). A stack is a chain
+of immutable `State` nodes, one per entered override, each holding the per-setting view of every
+override up to it, so reading a setting is a single dictionary look-up and entering an override
+on an empty stack reuses a view computed when the override was created.
+
+Overrides are removed by identity, never with `ContextVar.reset`: leaving one marks the node it
+entered inactive and writes a new process-wide epoch, and a context that still holds that node
+(another task, a copied context, an out-of-order exit) drops it the next time it reads. So two
+overrides that exit out of order leave no stale value, and an override that ends ends
+everywhere.
 """
 
 from __future__ import annotations
 
+import itertools
+import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._registry import Setting
 
-__all__ = ["EPOCH", "STATE", "Entry", "Frame", "State", "current_state", "pop", "push"]
+__all__ = [
+    "EPOCH",
+    "RESTORED",
+    "STATE",
+    "VALUE",
+    "Entry",
+    "Frame",
+    "Op",
+    "State",
+    "current_state",
+    "next_epoch",
+    "refresh",
+    "root_entries",
+]
+
+#: Entry kinds. 0: no override value (only a changed default); the environment still counts.
+VALUE = 1
+RESTORED = 2
+
+Entry = tuple[int, Any, Any, bool]
+"""What the active overrides say about one setting: `(kind, value, default, default_changed)`.
+
+kind 0: nothing overrides the value (read the environment, then `default`); `VALUE`: `value` is
+the override; `RESTORED`: the setting reads its default, and `value` is that default. A tuple, not
+an object: it is built on every enter and read on every `value()`."""
+
+Op = tuple["Setting[Any]", int, Any, bool, Any]
+"""What one override does to one setting: `(setting, kind, value, sets_default, default)`."""
+
+
+def apply(old: Entry | None, op: Op) -> Entry:
+    """The entry for `op`'s setting once `op` is applied over `old` (None: no outer override)."""
+    setting, kind, value, sets_default, new_default = op
+    if old is None:
+        old_kind, old_value, default, changed = 0, None, setting.default, False
+    else:
+        old_kind, old_value, default, changed = old
+    if sets_default:
+        default, changed = new_default, True
+    if kind == VALUE:
+        return (VALUE, value, default, changed)
+    if kind == RESTORED or old_kind == RESTORED:
+        # Restored here, or restored further out: either way the value is the current default.
+        return (RESTORED, default, default, changed)
+    return (old_kind, old_value, default, changed)
+
+
+def root_entries(ops: tuple[Op, ...]) -> dict[Setting[Any], Entry]:
+    """The view of an override entered on an empty stack (computed once per override)."""
+    return {op[0]: apply(None, op) for op in ops}
 
 
 class Frame:
-    """One entered override: its validated values, changed defaults and restored settings."""
+    """What an override brings to the stack: its ops, and its view on an empty stack.
 
-    __slots__ = ("active", "defaults", "restored", "updates")
+    The override objects are frames themselves (they compute both when created), so entering
+    allocates nothing but the `State` node.
+    """
 
-    def __init__(
-        self,
-        updates: Mapping[Setting[Any], Any],
-        defaults: Mapping[Setting[Any], Any],
-        restored: frozenset[Setting[Any]],
-    ) -> None:
-        self.updates = updates
-        self.defaults = defaults
-        self.restored = restored
-        self.active = True
+    __slots__ = ()
 
-
-class Entry:
-    """What the active overrides say about one setting."""
-
-    __slots__ = ("default", "default_changed", "has_value", "restored", "value")
-
-    def __init__(self, setting: Setting[Any]) -> None:
-        self.has_value = False
-        self.value: Any = None
-        self.restored = False
-        self.default: Any = setting.default
-        self.default_changed = False
+    _ops: tuple[Op, ...]
+    _root: dict[Setting[Any], Entry]
 
 
 class State:
-    """An immutable stack of frames plus the per-setting view they produce."""
+    """One node of a context's override stack: an entered frame on top of its parent's state.
 
-    __slots__ = ("entries", "epoch", "frames")
+    The node made when an override is entered is that entry's identity: its `active` turns
+    False (for every context that shares it) when the override is left. Nodes rebuilt after
+    an exit elsewhere point to that original through `origin`. Immutable apart from `active`
+    and `epoch` (the epoch at which every node of the chain was last seen active); shared by
+    every context that inherited it.
+    """
+
+    __slots__ = ("active", "entries", "epoch", "frame", "origin", "parent")
 
     entries: dict[Setting[Any], Entry]
 
-    def __init__(self, frames: tuple[Frame, ...], epoch: int, parent: State | None = None) -> None:
-        self.frames = frames
+    def __init__(
+        self, frame: Frame, parent: State | None, epoch: int, origin: State | None = None
+    ) -> None:
+        self.frame = frame
+        self.parent = parent
         self.epoch = epoch
-        # Pushing one frame on a parent state only applies that frame to a copy of its view.
-        entries: dict[Setting[Any], Entry] = {}
-        if parent is not None:
-            entries.update(parent.entries)
-        for frame in frames if parent is None else frames[-1:]:
-            touched = set(frame.updates) | set(frame.defaults) | frame.restored
-            for setting in touched:
-                old = entries.get(setting)
-                entry = Entry(setting)
-                if old is not None:
-                    entry.has_value = old.has_value
-                    entry.value = old.value
-                    entry.restored = old.restored
-                    entry.default = old.default
-                    entry.default_changed = old.default_changed
-                if setting in frame.defaults:
-                    entry.default = frame.defaults[setting]
-                    entry.default_changed = True
-                if setting in frame.updates:
-                    entry.has_value = True
-                    entry.value = frame.updates[setting]
-                    entry.restored = False
-                elif setting in frame.restored:
-                    entry.has_value = False
-                    entry.value = None
-                    entry.restored = True
-                entries[setting] = entry
-        self.entries = entries
+        self.active = True
+        self.origin = self if origin is None else origin
+        if parent is None:
+            self.entries = frame._root  # shared, never mutated
+        else:
+            outer = parent.entries
+            entries = outer.copy()
+            for op in frame._ops:
+                entries[op[0]] = apply(outer.get(op[0]), op)
+            self.entries = entries
 
 
 STATE: ContextVar[State | None] = ContextVar("settings_override_state", default=None)
-#: Bumped (under the lock) whenever an override exits, so a state seen from another context
-#: checks once whether it still holds a frame that has exited there.
+#: A new, unique number whenever an override exits, so a state seen from any context checks once
+#: whether it still holds an override that has exited. A one-item list, read without a lock:
+#: readers only compare it for inequality with the number they last checked at, and every
+#: number is written once, so a write that lands late can only cause an extra check.
 EPOCH = [0]
+_COUNTER = itertools.count(1)
 _LOCK = threading.Lock()
 
 
-def _bump() -> int:
+def _locked_next_epoch() -> int:
     with _LOCK:
-        EPOCH[0] += 1
-        return EPOCH[0]
+        return next(_COUNTER)
+
+
+#: The next epoch. With the GIL, next() on itertools.count is atomic; without it, take a lock.
+next_epoch: Callable[[], int] = (
+    _COUNTER.__next__ if getattr(sys, "_is_gil_enabled", lambda: True)() else _locked_next_epoch
+)
 
 
 def refresh(state: State) -> State | None:
-    """Drop frames that exited in another context from this context's state."""
+    """This context's state without the overrides that exited anywhere (sets the ContextVar).
+
+    The epoch is read before the nodes are checked, so an exit that races with this check
+    writes a new epoch after it and is seen on the next read.
+    """
     epoch = EPOCH[0]
-    if all(frame.active for frame in state.frames):
+    nodes: list[State] = []
+    node: State | None = state
+    stale = False
+    while node is not None:
+        nodes.append(node)
+        stale = stale or not node.origin.active
+        node = node.parent
+    if not stale:
         state.epoch = epoch
         return state
-    alive = tuple(frame for frame in state.frames if frame.active)
-    new = State(alive, epoch) if alive else None
-    STATE.set(new)
-    return new
+    # Rebuild from the bottom: nodes whose parent is the rebuilt base are reused as they are.
+    base: State | None = None
+    for node in reversed(nodes):
+        if not node.origin.active:
+            continue
+        base = node if node.parent is base else State(node.frame, base, epoch, node.origin)
+    if base is not None:
+        base.epoch = epoch
+    STATE.set(base)
+    return base
 
 
 def current_state() -> State | None:
-    """This context's state, with any exited frames removed."""
+    """This context's state, with any exited overrides removed."""
     state = STATE.get()
     if state is not None and state.epoch != EPOCH[0]:
         state = refresh(state)
     return state
-
-
-def push(frame: Frame) -> None:
-    """Make `frame` the innermost override of this context."""
-    state = current_state()
-    frames = (*state.frames, frame) if state is not None else (frame,)
-    STATE.set(State(frames, EPOCH[0], state))
-
-
-def pop(frame: Frame) -> None:
-    """Remove `frame` (by identity, wherever it sits in the stack) from every context."""
-    frame.active = False
-    epoch = _bump()
-    state = STATE.get()
-    if state is not None:
-        alive = tuple(f for f in state.frames if f.active)
-        STATE.set(State(alive, epoch) if alive else None)

@@ -2,7 +2,14 @@
 
 A codec turns an environment string into a typed value (`parse`), checks a value given in
 Python (`check`, which also parses strings exactly as environment values are parsed) and turns a
-value back into a string that `parse` maps to the same value (`dump`).
+value back into a string that `parse` maps to the same value (`dump`). `export` is what a child's
+environment needs: `dump`, or None where the variable must be left unset (the pydantic adapter's
+codecs use that for a None that only an absent variable gives back).
+
+`Codec` is also the private extension point: `SettingsRegistry._add` accepts any subclass, and the
+pydantic adapter subclasses it to validate with pydantic. Subclasses override `parse`, `check`,
+`dump` and, if needed, `export`; every method raises ValueError (never showing the value) for
+input that does not fit.
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ class Codec:
             return ""
         return self._dump(value)
 
+    def export(self, value: Any) -> str | None:
+        """The string a child's environment needs for `value`, or None to leave it unset."""
+        return self.dump(value)
+
     def _parse(self, raw: str) -> Any:
         raise NotImplementedError
 
@@ -72,6 +83,14 @@ class Codec:
 class _Str(Codec):
     __slots__ = ()
 
+    def check(self, value: object) -> Any:
+        if type(value) is str and (value or not self.optional):
+            return value  # the usual override value, without the general path's calls
+        return Codec.check(self, value)
+
+    def export(self, value: Any) -> str | None:
+        return value if type(value) is str else self.dump(value)
+
     def _parse(self, raw: str) -> Any:
         return raw
 
@@ -81,6 +100,11 @@ class _Str(Codec):
 
 class _Int(Codec):
     __slots__ = ()
+
+    def check(self, value: object) -> Any:
+        if type(value) is int:
+            return value
+        return Codec.check(self, value)
 
     def _parse(self, raw: str) -> Any:
         try:
@@ -114,6 +138,11 @@ class _Float(Codec):
 
 class _Bool(Codec):
     __slots__ = ()
+
+    def check(self, value: object) -> Any:
+        if type(value) is bool:
+            return value
+        return Codec.check(self, value)
 
     def _parse(self, raw: str) -> Any:
         word = raw.strip().lower()
