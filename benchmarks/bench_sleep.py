@@ -7,7 +7,10 @@ Cases, each on asyncio and trio under `anyio.run`:
 2. bare: a counter patch that awaits the real `anyio.sleep(0)` (the floor for any mock);
 3. recorder: `fake_sleep.patch_sleep()`;
 4. virtual: `fake_sleep.virtual_time()` (when the package exports it), against trio's own
-   `trio.testing.MockClock(autojump_threshold=0)` under the same anyio runner.
+   `trio.testing.MockClock(autojump_threshold=0)` under the same anyio runner, and against the
+   virtual clock as it was before it watched outside I/O (issue 10): that version's
+   ``_virtual`` package is read from git (``--before``, default `BEFORE`) into a temporary
+   package and run side by side, so the cost of the I/O check is measured in the same run.
 
 Speed and memory are measured in separate runs (tracemalloc slows everything down); memory is
 what is still allocated after the loop while the fake is alive, divided by the number of calls.
@@ -21,10 +24,15 @@ import argparse
 import contextlib
 import functools
 import gc
+import importlib
 import math
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock
 
@@ -35,6 +43,37 @@ import trio.testing
 import fake_sleep
 
 DELAY = 0.001
+
+#: The last commit whose virtual clock did not watch outside I/O.
+BEFORE = "1f0c562"
+_VIRTUAL_DIR = "packages/fake-sleep/src/fake_sleep/_virtual/"
+
+VirtualTime = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def load_before(rev: str = BEFORE) -> VirtualTime | None:
+    """`virtual_time` as it was at `rev`, imported from git as ``fake_sleep_before``."""
+    if "fake_sleep_before" in sys.modules:
+        return getattr(sys.modules["fake_sleep_before"], "virtual_time")  # noqa: B009
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, check=True, capture_output=True, text=True
+        ).stdout
+
+    try:
+        names = git("ls-tree", "--name-only", rev, _VIRTUAL_DIR).split()
+        sources = {Path(name).name: git("show", f"{rev}:{name}") for name in names}
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    package = Path(tempfile.mkdtemp(prefix="fake-sleep-before-")) / "fake_sleep_before"
+    package.mkdir()
+    for name, text in sources.items():
+        (package / name).write_text(text)
+    sys.path.insert(0, str(package.parent))
+    module = importlib.import_module("fake_sleep_before")
+    return getattr(module, "virtual_time")  # noqa: B009
 
 
 # -- the fakes under test -----------------------------------------------------------------
@@ -123,10 +162,12 @@ def run_patched(
     return anyio.run(main, backend=backend)
 
 
-def run_virtual(backend: str, n: int, measure_memory: bool) -> float:
-    """The virtual clock around the loop."""
-    virtual_time: Callable[[], contextlib.AbstractAsyncContextManager[Any]]
-    virtual_time = getattr(fake_sleep, "virtual_time")  # noqa: B009 - absent in older builds
+def run_virtual(
+    backend: str, n: int, measure_memory: bool, virtual_time: VirtualTime | None = None
+) -> float:
+    """The virtual clock around the loop (this one, or the one given)."""
+    if virtual_time is None:
+        virtual_time = getattr(fake_sleep, "virtual_time")  # noqa: B009 - absent in older builds
 
     async def main() -> float:
         elapsed = [math.nan]
@@ -154,6 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="sleeps per run (asyncio)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case (best kept)")
+    parser.add_argument("--before", default=BEFORE, help="git revision of the earlier clock")
     args = parser.parse_args()
     n_asyncio, n_trio, repeat = args.n, max(args.n // 2, 1), args.repeat
 
@@ -167,9 +209,15 @@ def main() -> None:
         for name, factory in cases:
             runs[(name, backend)] = (functools.partial(run_patched, factory, backend), n)
     has_virtual = hasattr(fake_sleep, "virtual_time")
+    before = load_before(args.before) if has_virtual else None
     if has_virtual:
         for backend, n in (("asyncio", n_asyncio), ("trio", n_trio)):
             runs[("virtual_time", backend)] = (functools.partial(run_virtual, backend), n)
+            if before is not None:
+                runs[(f"virtual_time @{args.before}", backend)] = (
+                    functools.partial(run_virtual, backend, virtual_time=before),
+                    n,
+                )
     runs[("trio MockClock(autojump 0)", "trio")] = (run_mock_clock, n_trio)
 
     # Round-robin the timed runs so that machine noise hits every case alike; keep the best.
@@ -224,6 +272,16 @@ def main() -> None:
             rate >= 0.85 * mock,
             f"{rate:,.0f}/s vs {mock:,.0f}/s ({rate / mock:.0%})",
         )
+        if before is None:
+            print(f"  (the clock at {args.before} could not be read from git: not compared)")
+        for backend in ("asyncio", "trio") if before is not None else ():
+            rate = results[("virtual_time", backend)][0]
+            old = results[(f"virtual_time @{args.before}", backend)][0]
+            check(
+                f"virtual_time on {backend} within 10% of the clock before I/O awareness",
+                rate >= 0.90 * old,
+                f"{rate:,.0f}/s vs {old:,.0f}/s at {args.before} ({rate / old:.0%})",
+            )
     else:
         print("  (fake_sleep.virtual_time is not available: virtual clock cases skipped)")
 

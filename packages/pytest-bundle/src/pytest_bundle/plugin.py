@@ -198,6 +198,9 @@ def mock_anyio_sleep(request: pytest.FixtureRequest) -> Iterator[SleepRecorder]:
     """
     from fake_sleep import patch_sleep
 
+    from ._virtual import refuse_both
+
+    refuse_both(request)  # with virtual_clock, the mock would silently win
     bundle = _config(request.config)
     with patch_sleep(targets=bundle.sleep_targets, clocks=bundle.sleep_clocks) as recorder:
         yield recorder
@@ -210,6 +213,9 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     The test's other fixtures set up and tear down in real time; the test body (and background
     tasks running while it runs) sees every sleep and timeout complete at once, in deadline order.
     """
+    from ._virtual import refuse_both
+
+    refuse_both(request)  # with mock_anyio_sleep, the mock would silently win
     function = getattr(request.node, "obj", None)
     if function is None or not inspect.iscoroutinefunction(function):
         pytest.fail(

@@ -1,0 +1,163 @@
+"""fake-sleep's virtual clock beside a real server, against the clock before it watched I/O.
+
+Measures, on asyncio and trio (issue 10), each run in a fresh event loop as a test would be:
+
+(a) a test body in virtual time doing 20 requests with ``httpx.AsyncClient(timeout=5)`` to
+    server-launcher's demo app (``launch_server(health_path="/api/health")``) with a 60 s
+    virtual sleep between them: how many runs pass (no timeout), out of ``--runs``;
+(b) ``move_on_after(5)`` around ``sleep(10)`` beside an open client with an idle keep-alive
+    connection: the real time it takes;
+(d) the same idle connection open while doing 1,000 virtual 60 s sleeps: the real time.
+
+The clock before (``--before``, read from git by ``bench_sleep.load_before``) runs the same
+bodies side by side; it gets ``--before-runs`` runs of (a), enough to show its failure rate.
+Measure (c), pure-sleep throughput against that clock, is ``hatch run bench:sleep``.
+
+    python benchmarks/bench_virtual_io.py [--runs 100] [--before-runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ssl
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+from bench_sleep import BEFORE, load_before
+
+import fake_sleep
+from server_launcher import launch_server
+
+VirtualTime = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+
+REQUESTS = 20
+SLEEP = 60
+TIMEOUT = 5
+IDLE_SLEEPS = 1000
+
+#: One SSL context for every client: building one costs 30-75 ms and is not what is measured.
+_SSL = ssl.create_default_context()
+
+
+async def requests_run(url: str, virtual_time: VirtualTime) -> tuple[int, float]:
+    """(a): timeouts seen in 20 requests with virtual sleeps between; real seconds taken."""
+    timeouts = 0
+    started = time.perf_counter()
+    async with virtual_time():
+        async with httpx.AsyncClient(timeout=TIMEOUT, verify=_SSL) as client:
+            for _ in range(REQUESTS):
+                try:
+                    response = await client.get(url)
+                    assert response.status_code == 200, response
+                except httpx.TimeoutException:
+                    timeouts += 1
+                await anyio.sleep(SLEEP)
+    return timeouts, time.perf_counter() - started
+
+
+async def beside_an_idle_client(url: str, virtual_time: VirtualTime) -> tuple[float, float]:
+    """(b) and (d): real seconds for a timeout around a sleep, and for 1,000 sleeps."""
+    async with httpx.AsyncClient(timeout=TIMEOUT, verify=_SSL) as client:
+        assert (await client.get(url)).status_code == 200  # a keep-alive connection, now idle
+        async with virtual_time():
+            started = time.perf_counter()
+            with anyio.move_on_after(TIMEOUT) as scope:
+                await anyio.sleep(2 * TIMEOUT)
+            timeout_real = time.perf_counter() - started
+            assert scope.cancelled_caught
+            started = time.perf_counter()
+            for _ in range(IDLE_SLEEPS):
+                await anyio.sleep(SLEEP)
+            sleeps_real = time.perf_counter() - started
+    return timeout_real, sleeps_real
+
+
+def measure(url: str, backend: str, virtual_time: VirtualTime, runs: int) -> dict[str, Any]:
+    passed = 0
+    timeouts = 0
+    seconds: list[float] = []
+    for _ in range(runs):
+        seen, taken = anyio.run(requests_run, url, virtual_time, backend=backend)
+        passed += seen == 0
+        timeouts += seen
+        seconds.append(taken)
+    timeout_real, sleeps_real = anyio.run(beside_an_idle_client, url, virtual_time, backend=backend)
+    return {
+        "runs": runs,
+        "passed": passed,
+        "timeouts": timeouts,
+        "run_median": statistics.median(seconds),
+        "run_max": max(seconds),
+        "timeout_real": timeout_real,
+        "sleeps_real": sleeps_real,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100, help="runs of (a) per backend")
+    parser.add_argument("--before-runs", type=int, default=20, help="runs of (a), old clock")
+    parser.add_argument("--before", default=BEFORE, help="git revision of the earlier clock")
+    args = parser.parse_args()
+    before = load_before(args.before)
+    clocks: list[tuple[str, VirtualTime, int]] = [
+        ("this clock", fake_sleep.virtual_time, args.runs)
+    ]
+    if before is not None:
+        clocks.append((f"before ({args.before})", before, args.before_runs))
+
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    with launch_server(health_path="/api/health") as server:
+        url = server.url + "/api/health"
+        for backend in ("asyncio", "trio"):
+            for name, virtual_time, runs in clocks:
+                results[(name, backend)] = measure(url, backend, virtual_time, runs)
+
+    print(
+        f"virtual time beside a real server: {REQUESTS} requests (timeout {TIMEOUT} s) with"
+        f" {SLEEP} s virtual sleeps per run; {IDLE_SLEEPS} sleeps beside an idle connection"
+    )
+    print(
+        f"{'clock':<22}{'backend':<9}{'runs passed':>13}{'timeouts':>10}{'run median':>12}"
+        f"{'run max':>9}{'(b) timeout':>13}{'(d) 1000 sleeps':>17}"
+    )
+    for (name, backend), row in results.items():
+        print(
+            f"{name:<22}{backend:<9}{row['passed']:>7}/{row['runs']:<5}{row['timeouts']:>10}"
+            f"{row['run_median'] * 1000:>10.0f}ms{row['run_max'] * 1000:>7.0f}ms"
+            f"{row['timeout_real'] * 1000:>11.2f}ms{row['sleeps_real'] * 1000:>15.0f}ms"
+        )
+
+    print()
+    print("targets:")
+
+    def check(label: str, ok: bool, detail: str) -> None:
+        print(f"  [{'ok' if ok else 'MISS'}] {label}: {detail}")
+
+    for backend in ("asyncio", "trio"):
+        row = results[("this clock", backend)]
+        check(
+            f"(a) {backend}: every run passes",
+            row["passed"] == row["runs"],
+            f"{row['passed']} of {row['runs']} ({row['timeouts']} timeouts)",
+        )
+        check(
+            f"(b) {backend}: a timeout around a sleep fires at once beside an open client",
+            row["timeout_real"] < 0.05,
+            f"{row['timeout_real'] * 1000:.2f} ms of real time",
+        )
+        check(
+            f"(d) {backend}: {IDLE_SLEEPS} sleeps beside an idle connection under 1 s",
+            row["sleeps_real"] < 1.0,
+            f"{row['sleeps_real']:.3f} s",
+        )
+    print("  (c) pure-sleep throughput against the clock before: hatch run bench:sleep")
+
+
+if __name__ == "__main__":
+    main()
