@@ -166,3 +166,151 @@ def test_3_after(hosted_api_server):
     assert "the shared server is gone" in text
     assert "has died" in text
     assert "ConnectError" not in text
+
+
+ORDER_SETTINGS = """
+from settings_override import SettingsRegistry
+
+reg = SettingsRegistry(prefix="ORD_")
+API_URL = reg.define("API_URL", str, default="")
+"""
+
+
+@pytest.mark.parametrize("imported_by", ["test-module", "conftest"])
+def test_a_misspelt_setting_stops_the_run_before_any_worker_runs_a_test(
+    pytester: pytest.Pytester, imported_by: str
+) -> None:
+    # From a test module the registry exists only in the workers, after their collection; from
+    # a conftest the controller sees it at session start.
+    pytester.makepyfile(ordersettings=ORDER_SETTINGS)
+    if imported_by == "conftest":
+        pytester.makeconftest("import ordersettings\n")
+    pytester.makepyfile(
+        test_orders="""
+import pathlib
+
+import ordersettings
+
+
+def test_one():
+    pathlib.Path("ran.txt").write_text("ran")
+"""
+    )
+    pytester.makeini("[pytest]\nhosted_api_url_setting = ORD_API_ULR\n")
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly", timeout=120)
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert not (pytester.path / "ran.txt").exists()
+    assert text.count("'ORD_API_ULR' is not a registered setting") == 1, text
+    assert "did you mean 'ORD_API_URL'?" in text
+    assert "INTERNALERROR" not in text
+
+
+def test_shared_mode_refusal_names_the_keys_that_differ_and_masks_secrets(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makeconftest(
+        """
+import os
+import pathlib
+import pytest
+
+@pytest.fixture(scope="session")
+def hosted_api_env():
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    return {"DATABASE": "db-for-" + worker, "API_TOKEN": "tok-for-" + worker, "SAME": "x"}
+
+def pytest_runtest_logreport(report):
+    if report.when == "setup" and report.failed:
+        pathlib.Path(os.environ["BARRIER_DIR"], "refused").touch()
+"""
+    )
+    pytester.makepyfile(
+        test_env="""
+import os
+import pathlib
+import shutil
+import time
+import pytest
+
+@pytest.mark.parametrize("n", range(2))
+def test_uses_server(hosted_api_server, tmp_path_factory, n):
+    barrier = pathlib.Path(os.environ["BARRIER_DIR"])
+    state = tmp_path_factory.getbasetemp().parent / "hosted_api_server.json"
+    shutil.copy(state, barrier / "state.json")  # only the worker that owns the server gets here
+    deadline = time.monotonic() + 60
+    while not (barrier / "refused").exists():
+        assert time.monotonic() < deadline, "the other worker never asked for the server"
+        time.sleep(0.02)
+"""
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BARRIER_DIR", str(tmp_path))
+        result = pytester.runpytest_subprocess(
+            "-n", "2", "--dist", "each", "--hosted-api-shared", "-p", "no:randomly", timeout=120
+        )
+    result.assert_outcomes(passed=2, errors=2)
+    text = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*cannot serve xdist worker gw?: its hosted_api_env*differs*by worker gw?:*"]
+    )
+    assert text.count("its hosted_api_env (with hosted_api_server_env) differs") == 1
+    result.stdout.re_match_lines([r".*DATABASE is 'db-for-gw\d' here but 'db-for-gw\d' there.*"])
+    assert "API_TOKEN is *** here but *** there" in text
+    assert "SAME is" not in text
+    assert "tok-for-" not in text
+    state = (tmp_path / "state.json").read_text()
+    assert "db-for-gw" in state  # plain values stay readable
+    assert "tok-for-" not in state  # secret-looking ones are kept only as digests
+
+
+def test_shared_mode_reports_a_start_failure_in_full_once(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(brokenapp="raise RuntimeError('database unreachable at start-up')\n")
+    pytester.makeini("[pytest]\nhosted_api_app = brokenapp:create_app\n")
+    pytester.makeconftest(
+        """
+import os
+import pathlib
+import time
+
+import pytest
+
+def _wait_for_both(name):
+    barrier = pathlib.Path(os.environ["BARRIER_DIR"])
+    (barrier / (name + "-" + os.environ["PYTEST_XDIST_WORKER"])).touch()
+    deadline = time.monotonic() + 60
+    while len(list(barrier.glob(name + "-*"))) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+@pytest.fixture(scope="session", autouse=True)
+def both_workers_started():
+    _wait_for_both("started")  # both ask for the server, one after the other
+
+def pytest_sessionfinish(session):
+    # The worker that tried to start the server outlives the other's question.
+    if hasattr(session.config, "workerinput"):
+        _wait_for_both("finished")
+"""
+    )
+    pytester.makepyfile(
+        test_broken="\n".join(f"def test_{n}(hosted_api_server):\n    pass\n" for n in range(3))
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BARRIER_DIR", str(tmp_path))
+        result = pytester.runpytest_subprocess(
+            "-n", "2", "--dist", "each", "--hosted-api-shared", "-p", "no:randomly", timeout=120
+        )
+    result.assert_outcomes(errors=6)
+    text = result.stdout.str()
+    assert text.count("RuntimeError: database unreachable at start-up") == 1, text
+    assert text.count("hosted API server output") == 1
+    result.stdout.fnmatch_lines(
+        ["*the shared server failed to start in xdist worker gw?, whose report (in *test_0)*"]
+    )
+    result.stdout.fnmatch_lines(
+        ["*could not start; see the first error, in *test_0 on xdist worker gw?."]
+    )
+    assert text.count("hosted_api_server could not start; see the first error, in") == 4

@@ -16,7 +16,8 @@ def test_show(request):
         "app": bundle.app, "factory": bundle.factory, "prefix": bundle.prefix,
         "health": bundle.full_health_path, "startup": bundle.startup_timeout,
         "shutdown": bundle.shutdown_timeout, "url_setting": bundle.url_setting,
-        "extra": bundle.extra_settings, "autouse": bundle.autouse, "shared": bundle.shared,
+        "extra": bundle.extra_settings, "server_env": bundle.server_env,
+        "autouse": bundle.autouse, "shared": bundle.shared,
         "targets": list(bundle.sleep_targets), "clocks": list(bundle.sleep_clocks),
         "end": bundle.virtual_clock_end,
     }))
@@ -45,6 +46,7 @@ def test_defaults_serve_the_demo_app(pytester: pytest.Pytester) -> None:
         "shutdown": 10.0,
         "url_setting": "API_URL",
         "extra": {},
+        "server_env": {},
         "autouse": False,
         "shared": False,
         "targets": ["anyio.sleep"],
@@ -67,9 +69,12 @@ def test_ini_options_are_read(pytester: pytest.Pytester) -> None:
         hosted_api_extra_settings =
             MYAPP_CSRF_ENABLED=false
             MYAPP_MODE = test=1
+        hosted_api_server_env =
+            MYAPP_CSRF_ENABLED=false
+            MYAPP_ALLOWED = a, b,c
         hosted_api_shared = yes
         mock_anyio_sleep_targets =
-            anyio.sleep
+            anyio.sleep, anyio.sleep_forever
             asyncio.sleep
         mock_anyio_sleep_clocks = time.time
         virtual_clock_end = 3600
@@ -85,8 +90,9 @@ def test_ini_options_are_read(pytester: pytest.Pytester) -> None:
     assert (shown["startup"], shown["shutdown"]) == (5.0, 2.5)
     assert shown["url_setting"] == "MYAPP_API_URL"
     assert shown["extra"] == {"MYAPP_CSRF_ENABLED": "false", "MYAPP_MODE": "test=1"}
+    assert shown["server_env"] == {"MYAPP_CSRF_ENABLED": "false", "MYAPP_ALLOWED": "a, b,c"}
     assert shown["shared"] is True
-    assert shown["targets"] == ["anyio.sleep", "asyncio.sleep"]
+    assert shown["targets"] == ["anyio.sleep", "anyio.sleep_forever", "asyncio.sleep"]
     assert shown["clocks"] == ["time.time"]
     assert shown["end"] == 3600.0
 
@@ -110,6 +116,11 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
         "--hosted-api-startup-timeout",
         "7",
         "--hosted-api-extra-settings=A=1,B=2",
+        # a comma not followed by NAME= belongs to the value; the option can be repeated
+        "--hosted-api-server-env=HOSTS=a,b, MODE=x",
+        "--hosted-api-server-env",
+        "LIST=1,2",
+        "--mock-anyio-sleep-targets=anyio.sleep,asyncio.sleep",
     )
     result.assert_outcomes(passed=1)
     shown = _shown(result)
@@ -118,6 +129,8 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
     assert shown["factory"] is True
     assert shown["startup"] == 7.0
     assert shown["extra"] == {"A": "1", "B": "2"}
+    assert shown["server_env"] == {"HOSTS": "a,b", "MODE": "x", "LIST": "1,2"}
+    assert shown["targets"] == ["anyio.sleep", "asyncio.sleep"]
 
 
 def test_boolean_flag_never_swallows_a_test_path(pytester: pytest.Pytester) -> None:
@@ -136,9 +149,16 @@ def test_boolean_flag_never_swallows_a_test_path(pytester: pytest.Pytester) -> N
         ("hosted_api_shutdown_timeout = -1", "positive, finite number"),
         ("hosted_api_shared = maybe", "expected true or false, got 'maybe'"),
         ("hosted_api_extra_settings =\n    NOT A SETTING", "expected NAME=value"),
+        (
+            "hosted_api_server_env =\n    A=1, B=2",
+            "looks like several NAME=value pairs on one line. Values may contain commas, so "
+            "write one NAME=value per line",
+        ),
+        ("hosted_api_server_env = =1", "hosted_api_server_env (ini)"),
         ("hosted_api_app = just_a_module", "expected 'package.module:attribute'"),
         ("hosted_api_prefix = api", "expected a URL path starting with '/'"),
         ("mock_anyio_sleep_targets = not a path", "expected dotted paths"),
+        ("mock_anyio_sleep_clocks = time.time; time.monotonic", "mock_anyio_sleep_clocks (ini)"),
         ("virtual_clock_end = forever", "virtual_clock_end (ini)"),
         (
             "hosted_api_app = surely_missing_module_xyz.app:create_app",
@@ -193,5 +213,7 @@ def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
         "--mock-anyio-sleep-targets",
         "--virtual-clock-end",
         "hosted_api_extra_settings",
+        "--hosted-api-server-env",
+        "hosted_api_server_env",
     ):
         assert name in text

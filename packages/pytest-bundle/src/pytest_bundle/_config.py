@@ -3,7 +3,8 @@
 Every option is an ini key (``hosted_api_app = ...``) and a command-line option
 (``--hosted-api-app=...``); the command line wins. Booleans take ``--hosted-api-X`` /
 ``--no-hosted-api-X`` so that an optional value can never swallow a test path. Values are
-validated once, at start-up, and a bad one is a ``pytest.UsageError`` naming the option.
+validated once, at start-up, and a bad one is a ``pytest.UsageError`` naming the option (what
+needs the user's modules is checked by ``_checks`` once they are imported).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.machinery
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +31,13 @@ class _Option:
     name: str
     help: str
     default: str
-    kind: str = "string"  # "string", "bool", "linelist", "float", "optional-float"
+    # "string", "bool", "float", "optional-float", "paths" (dotted paths, one per line or
+    # comma-separated) or "pairs" (NAME=value, one per line: values may contain commas)
+    kind: str = "string"
+
+    @property
+    def is_list(self) -> bool:
+        return self.kind in {"paths", "pairs"}
 
     @property
     def flag(self) -> str:
@@ -81,10 +89,19 @@ OPTIONS: tuple[_Option, ...] = (
     ),
     _Option(
         "hosted_api_extra_settings",
-        "Extra NAME=value settings use_hosted_api_server applies "
-        "(one per line in the ini file; comma-separated on the command line).",
+        "NAME=value settings that use_hosted_api_server applies in the TEST process, for one "
+        "test (the server does not see them: use hosted_api_server_env for the server). One per "
+        "line in the ini file; on the command line repeat the option or separate with commas.",
         "",
-        "linelist",
+        "pairs",
+    ),
+    _Option(
+        "hosted_api_server_env",
+        "NAME=value environment variables for the hosted SERVER process only, merged over the "
+        "hosted_api_env fixture's mapping (the tests do not see them). One per line in the ini "
+        "file; on the command line repeat the option or separate with commas.",
+        "",
+        "pairs",
     ),
     _Option(
         "hosted_api_autouse",
@@ -100,15 +117,17 @@ OPTIONS: tuple[_Option, ...] = (
     ),
     _Option(
         "mock_anyio_sleep_targets",
-        "Dotted paths of the sleep functions mock_anyio_sleep fakes (default anyio.sleep).",
+        "Dotted paths of the async sleep functions mock_anyio_sleep fakes, one per line or "
+        "comma-separated (default anyio.sleep).",
         "anyio.sleep",
-        "linelist",
+        "paths",
     ),
     _Option(
         "mock_anyio_sleep_clocks",
-        "Dotted paths of the clocks mock_anyio_sleep shifts (default pendulum.now).",
+        "Dotted paths of the clocks mock_anyio_sleep shifts, one per line or comma-separated "
+        "(default pendulum.now, skipped when pendulum is not installed).",
         "pendulum.now",
-        "linelist",
+        "paths",
     ),
     _Option(
         "virtual_clock_end",
@@ -131,11 +150,15 @@ class BundleConfig:
     shutdown_timeout: float
     url_setting: str
     extra_settings: dict[str, str]
+    server_env: dict[str, str]
     autouse: bool
     shared: bool
     sleep_targets: tuple[str, ...]
     sleep_clocks: tuple[str, ...]
     virtual_clock_end: float | None
+    # The options the user set (ini or command line): only those are resolved at start-up, so
+    # that the defaults (anyio.sleep, pendulum.now) never force an import.
+    given: frozenset[str] = frozenset()
 
     @property
     def uses_demo_app(self) -> bool:
@@ -150,7 +173,7 @@ def add_options(parser: pytest.Parser) -> None:
     """Register every option as an ini key and a command-line option."""
     group = parser.getgroup("pytest-bundle", "hosted API server, fake sleep and virtual clock")
     for option in OPTIONS:
-        if option.kind == "linelist":
+        if option.is_list:
             parser.addini(option.name, option.help, type="linelist", default=None)
         else:
             parser.addini(option.name, option.help, type="string", default=None)
@@ -169,30 +192,57 @@ def add_options(parser: pytest.Parser) -> None:
         else:
             group.addoption(
                 option.flag,
-                action="store",
+                action="append" if option.is_list else "store",
                 dest=dest,
                 default=None,
-                metavar=option.name.upper(),
+                metavar={"pairs": "NAME=VALUE", "paths": "DOTTED.PATH"}.get(
+                    option.kind, option.name.upper()
+                ),
                 help=option.help + " Overrides the ini key.",
             )
+
+
+# Where one NAME=value pair ends and the next begins on a command line: a comma followed by an
+# environment-style (upper-case) name and "=". Any other comma belongs to the value.
+_NEXT_PAIR = re.compile(r",\s*(?=[A-Z_][A-Z0-9_]*\s*=)")
+
+
+def _split_cli(option: _Option, value: str) -> list[str]:
+    if option.kind == "pairs":
+        return _NEXT_PAIR.split(value)
+    return value.split(",")
 
 
 def _raw(config: pytest.Config, option: _Option) -> str | bool | list[str]:
     cli = config.getoption(option.name, default=None)
     if cli is not None:
-        if option.kind == "linelist" and isinstance(cli, str):
-            return [part.strip() for part in cli.split(",") if part.strip()]
+        if option.is_list:
+            values = cli if isinstance(cli, list) else [cli]
+            return [part for value in values for part in _split_cli(option, str(value))]
         return cli  # type: ignore[no-any-return]
     ini = config.getini(option.name)
     if ini is None or ini == []:
-        if option.kind == "linelist":
+        if option.is_list:
             return [line for line in option.default.splitlines() if line]
         return option.default
     return ini  # type: ignore[no-any-return]
 
 
-def _where(option: _Option) -> str:
+def _given(config: pytest.Config, option: _Option) -> bool:
+    """Whether the user set the option (on the command line or in the ini file)."""
+    return config.getoption(option.name, default=None) is not None or config.getini(
+        option.name
+    ) not in (None, [])
+
+
+def where(name: str) -> str:
+    """How an error names an option: its ini key and its command-line flag."""
+    option = _Option(name, "", "")
     return f"{option.name} (ini) / {option.flag} (command line)"
+
+
+def _where(option: _Option) -> str:
+    return where(option.name)
 
 
 def _as_bool(option: _Option, value: str | bool | list[str]) -> bool:
@@ -229,8 +279,10 @@ def _as_lines(value: str | bool | list[str]) -> list[str]:
     return [line.strip() for line in str(value).splitlines() if line.strip()]
 
 
-def _parse_extra_settings(option: _Option, lines: Sequence[str]) -> dict[str, str]:
-    settings: dict[str, str] = {}
+def _parse_pairs(option: _Option, lines: Sequence[str]) -> dict[str, str]:
+    """NAME=value lines into a dict; several pairs on one line are refused (values may hold
+    commas, so the line cannot be split safely)."""
+    pairs: dict[str, str] = {}
     for line in lines:
         name, sep, value = line.partition("=")
         name = name.strip()
@@ -239,8 +291,25 @@ def _parse_extra_settings(option: _Option, lines: Sequence[str]) -> dict[str, st
                 f"{_where(option)}: expected NAME=value, got {line!r}. "
                 "Write one NAME=value per line in the ini file."
             )
-        settings[name] = value.strip()
-    return settings
+        if _NEXT_PAIR.search(value):
+            raise pytest.UsageError(
+                f"{_where(option)}: {line!r} looks like several NAME=value pairs on one line. "
+                "Values may contain commas, so write one NAME=value per line in the ini file."
+            )
+        pairs[name] = value.strip()
+    return pairs
+
+
+def _parse_paths(option: _Option, lines: Sequence[str]) -> tuple[str, ...]:
+    """Dotted paths, one per line or comma-separated (a dotted path never holds a comma)."""
+    paths = [part.strip() for line in lines for part in line.split(",") if part.strip()]
+    for path in paths:
+        if not all(part.isidentifier() for part in path.split(".")) or "." not in path:
+            raise pytest.UsageError(
+                f"{_where(option)}: expected dotted paths such as 'anyio.sleep' (one per line, "
+                f"or separated by commas), got {path!r}."
+            )
+    return tuple(paths)
 
 
 def _check_path(option: _Option, value: str, *, allow_empty: bool) -> str:
@@ -270,7 +339,11 @@ def _check_app_string(option: _Option, app: str) -> str:
 
 
 def read_config(config: pytest.Config) -> BundleConfig:
-    """Read and validate every option; raise ``pytest.UsageError`` naming a bad one."""
+    """Read and validate every option; raise ``pytest.UsageError`` naming a bad one.
+
+    What needs the user's own modules (registered settings, sleep targets) is checked later,
+    by ``_checks``, once they are imported.
+    """
     by_name = {option.name: option for option in OPTIONS}
 
     def text(name: str) -> str:
@@ -284,15 +357,11 @@ def read_config(config: pytest.Config) -> BundleConfig:
         assert value is not None
         return value
 
+    def pairs(name: str) -> dict[str, str]:
+        return _parse_pairs(by_name[name], _as_lines(_raw(config, by_name[name])))
+
     def dotted(name: str) -> tuple[str, ...]:
-        paths = tuple(_as_lines(_raw(config, by_name[name])))
-        for path in paths:
-            if not all(part.isidentifier() for part in path.split(".")) or "." not in path:
-                raise pytest.UsageError(
-                    f"{_where(by_name[name])}: expected dotted paths such as 'anyio.sleep', "
-                    f"got {path!r}."
-                )
-        return paths
+        return _parse_paths(by_name[name], _as_lines(_raw(config, by_name[name])))
 
     url_setting = text("hosted_api_url_setting").strip()
     if not url_setting or any(ch.isspace() or ch == "=" for ch in url_setting):
@@ -312,10 +381,8 @@ def read_config(config: pytest.Config) -> BundleConfig:
         startup_timeout=seconds("hosted_api_startup_timeout"),
         shutdown_timeout=seconds("hosted_api_shutdown_timeout"),
         url_setting=url_setting,
-        extra_settings=_parse_extra_settings(
-            by_name["hosted_api_extra_settings"],
-            _as_lines(_raw(config, by_name["hosted_api_extra_settings"])),
-        ),
+        extra_settings=pairs("hosted_api_extra_settings"),
+        server_env=pairs("hosted_api_server_env"),
         autouse=flag("hosted_api_autouse"),
         shared=flag("hosted_api_shared"),
         sleep_targets=dotted("mock_anyio_sleep_targets"),
@@ -323,6 +390,7 @@ def read_config(config: pytest.Config) -> BundleConfig:
         virtual_clock_end=_as_float(
             by_name["virtual_clock_end"], _raw(config, by_name["virtual_clock_end"]), optional=True
         ),
+        given=frozenset(option.name for option in OPTIONS if _given(config, option)),
     )
 
 

@@ -11,13 +11,22 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
+from ._checks import short_repr
 from ._config import BundleConfig
+
+if TYPE_CHECKING:
+    from server_launcher import ServerStartError
 
 ChildEnv = Mapping[str, "str | None"]
 SettingsOverride = Callable[[Mapping[str, str]], AbstractContextManager[object]]
+
+
+class ServerStartFailed(pytest.fail.Exception):  # type: ignore[misc,name-defined]
+    """The session's server could not start: reported in full once, then in one short line."""
 
 
 @dataclass
@@ -25,9 +34,28 @@ class ServerState:
     """What the plugin knows about the session's server, for reports and per-test checks."""
 
     output: Callable[[], str] | None = None
-    failure: str | None = None
+    start_error: ServerStartFailed | None = None
+    # The test whose set-up first reported the start failure; later tests point to it.
+    failed_test: str | None = None
+    # The test being set up now (a start failure is reported in its name).
+    current_test: str = ""
     owner_alive: Callable[[], bool] | None = None
     owner_description: str = ""
+    # The xdist worker id ("gw0"), or "" outside xdist: test ids repeat across workers.
+    worker: str = ""
+
+    def fail(self, message: str) -> NoReturn:
+        """Fail this test with a start failure that later tests only point to."""
+        error = ServerStartFailed(message, pytrace=False)
+        self.start_error = error
+        raise error
+
+    def short_failure(self) -> str:
+        """The one line every test after the first reports."""
+        first = f", in {self.failed_test}" if self.failed_test else ""
+        if self.worker:
+            first += f" on xdist worker {self.worker}"
+        return f"hosted_api_server could not start; see the first error{first}."
 
 
 def default_child_env() -> dict[str, str | None]:
@@ -37,17 +65,58 @@ def default_child_env() -> dict[str, str | None]:
     return dict(get_current_settings().environment_changes())
 
 
+def _checked_user_env(user_env: object, state: ServerState) -> dict[str, str | None]:
+    """The ``hosted_api_env`` mapping, or a start failure saying what it must be instead."""
+    expected = (
+        "hosted_api_env must return a mapping of environment names to strings (a value of None "
+        "removes the name from the server's environment)"
+    )
+    if not isinstance(user_env, Mapping):
+        state.fail(
+            f"hosted_api_server could not start: {expected}; your hosted_api_env returned "
+            f"{type(user_env).__name__}: {short_repr(user_env)}."
+        )
+    env: dict[str, str | None] = {}
+    for name, value in user_env.items():
+        if not isinstance(name, str) or not (value is None or isinstance(value, str)):
+            state.fail(
+                f"hosted_api_server could not start: {expected}; your hosted_api_env maps "
+                f"{short_repr(name)} to {type(value).__name__} {short_repr(value)}. Convert "
+                "values with str()."
+            )
+        env[name] = value
+    return env
+
+
 def build_child_env(
-    config: BundleConfig, user_env: ChildEnv, python_path: list[str]
+    config: BundleConfig, user_env: object, python_path: list[str], state: ServerState
 ) -> dict[str, str | None]:
-    """The mapping merged over ``os.environ`` for the child: the user's env plus import roots."""
-    env: dict[str, str | None] = dict(user_env)
+    """The mapping merged over ``os.environ`` for the child.
+
+    That is the user's ``hosted_api_env``, then ``hosted_api_server_env`` over it, then the
+    import roots added to ``PYTHONPATH``.
+    """
+    env = _checked_user_env(user_env, state)
+    env.update(config.server_env)
     inherited = env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
     parts = [*python_path, *(inherited.split(os.pathsep) if inherited else [])]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in parts if p))
     if config.uses_demo_app:
         env.setdefault("DEMO_API_PREFIX", config.prefix)
     return env
+
+
+def _start_failure(error: ServerStartError) -> str:
+    """The launcher's error without its output tail, which the report shows in its own section."""
+    lines = [f"hosted_api_server could not start: {error.reason}"]
+    lines.append(f"command: {' '.join(error.command)}")
+    if error.log_path:
+        lines.append(f"full output kept in: {error.log_path}")
+    if error.output_tail:
+        lines.append(f"its last {len(error.output_tail)} lines of output are in the section below")
+    else:
+        lines.append("the server printed nothing")
+    return "\n".join(lines)
 
 
 @contextmanager
@@ -77,10 +146,9 @@ def run_server(
     else:
         failure = None
     if failure is not None:  # fail outside the except block: one clean message, no chain
-        state.failure = str(failure)
         tail = "\n".join(failure.output_tail)
         state.output = lambda: tail
-        pytest.fail(f"hosted_api_server could not start:\n{failure}", pytrace=False)
+        state.fail(_start_failure(failure))
     state.output = server.output
     try:
         yield server.url + config.prefix

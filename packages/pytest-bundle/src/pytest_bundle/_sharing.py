@@ -4,21 +4,24 @@ The first worker starts the server under a file lock and records it in pytest's 
 temp directory; the others attach and register as users. The starting worker (the owner) must
 outlive the users, because the launcher kills the server with the process that started it: at
 its session end it waits until every other user has left or died, then stops the server.
+A worker whose server environment differs is refused with the keys that differ; the record
+keeps secret-looking values only as digests salted per shared server.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from ._checks import looks_secret, short_repr
 from ._config import BundleConfig
 from ._hosted import ServerState, run_server
 
@@ -27,16 +30,52 @@ _LOCK_FILE = "hosted_api_server.lock"
 _WAIT_STEP = 0.05
 
 
-def _env_fingerprint(config: BundleConfig, env: Mapping[str, str | None]) -> str:
-    """A digest of what makes two servers interchangeable (for sharing between workers)."""
-    payload = {
-        "app": config.app,
-        "factory": config.factory,
-        "prefix": config.prefix,
-        "health": config.health_path,
-        "env": sorted(env.items(), key=lambda item: item[0]),
+def _digest(salt: str, value: str) -> str:
+    return "hmac-sha256:" + hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def _describe(
+    config: BundleConfig, env: Mapping[str, str | None], salt: str
+) -> dict[str, dict[str, str | None]]:
+    """What makes two servers interchangeable, as the state file keeps it.
+
+    Values of secret-looking names are kept only as digests salted per shared server, so the
+    file never holds a secret in clear and equal values still compare equal.
+    """
+    return {
+        "config": {
+            "hosted_api_app": config.app,
+            "hosted_api_factory": str(config.factory).lower(),
+            "hosted_api_prefix": config.prefix,
+            "hosted_api_health_path": config.health_path,
+        },
+        "env": {
+            name: _digest(salt, value) if value is not None and looks_secret(name) else value
+            for name, value in sorted(env.items())
+        },
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _shown(name: str, values: Mapping[str, str | None]) -> str:
+    if name not in values:
+        return "not set"
+    value = values[name]
+    if value is None:
+        return "removed (None)"
+    return "***" if looks_secret(name) else short_repr(value)
+
+
+def _differences(
+    mine: Mapping[str, Mapping[str, str | None]], theirs: Mapping[str, Mapping[str, str | None]]
+) -> list[str]:
+    """One phrase per key whose value differs, secret-looking values masked."""
+    found = []
+    for part in ("config", "env"):
+        here, there = mine.get(part, {}), theirs.get(part, {})
+        for name in sorted(set(here) | set(there)):
+            if name not in here or name not in there or here[name] != there[name]:
+                found.append(f"{name} is {_shown(name, here)} here but {_shown(name, there)} there")
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -84,51 +123,55 @@ def shared_server(
     from filelock import FileLock
 
     me = os.getpid()
-    fingerprint = _env_fingerprint(config, env)
     state_path = shared_dir / _STATE_FILE
     lock = FileLock(str(shared_dir / _LOCK_FILE))
     with lock.acquire(timeout=config.startup_timeout + 30):
         data = _read(state_path)
         if data is not None and _alive(int(data["owner_pid"])):
-            if data["fingerprint"] != fingerprint:
-                pytest.fail(
+            differences = _differences(_describe(config, env, str(data["salt"])), data["server"])
+            if differences:
+                state.fail(
                     f"hosted_api_server: shared mode (--hosted-api-shared) cannot serve xdist "
-                    f"worker {worker}: its hosted_api_env differs from the one the shared server "
-                    f"was started with by worker {data['owner_worker']} (e.g. a per-worker "
-                    "database). Give every worker the same environment, or drop "
-                    "--hosted-api-shared so each worker starts its own server.",
-                    pytrace=False,
+                    f"worker {worker}: its hosted_api_env (with hosted_api_server_env) differs "
+                    f"from the one the shared server was started with by worker "
+                    f"{data['owner_worker']}: {'; '.join(differences)}. Give every worker the "
+                    "same environment, or drop --hosted-api-shared so each worker starts its "
+                    "own server."
                 )
             if data.get("failure"):
-                state.failure = data["failure"]
-                pytest.fail(f"hosted_api_server could not start:\n{data['failure']}", pytrace=False)
+                state.fail(
+                    "hosted_api_server could not start: the shared server failed to start in "
+                    f"xdist worker {data['owner_worker']}, whose report (in "
+                    f"{data.get('failed_test') or 'its first server test'}) has the full error: "
+                    f"{data['failure']}"
+                )
             data["users"] = [pid for pid in data["users"] if _alive(int(pid))] + [me]
             _write(state_path, data)
             owner = False
         else:
             owner = True
+            salt = secrets.token_hex(16)
+            record: dict[str, Any] = {
+                "owner_pid": me,
+                "owner_worker": worker,
+                "salt": salt,
+                "server": _describe(config, env, salt),
+            }
             context = run_server(config, env, state, log_dir)
             try:
                 url = context.__enter__()
-            except BaseException:
-                _write(
-                    state_path,
-                    {
-                        "owner_pid": me,
-                        "owner_worker": worker,
-                        "fingerprint": fingerprint,
-                        "failure": state.failure or "the server did not start",
-                        "users": [],
-                    },
+            except BaseException as error:
+                reason = (
+                    str(state.start_error or error) or "the server did not start"
+                ).splitlines()
+                record.update(
+                    failure=reason[0].removeprefix("hosted_api_server could not start: "),
+                    failed_test=state.current_test,
+                    users=[],
                 )
+                _write(state_path, record)
                 raise
-            data = {
-                "url": url,
-                "owner_pid": me,
-                "owner_worker": worker,
-                "fingerprint": fingerprint,
-                "users": [me],
-            }
+            data = {**record, "url": url, "users": [me]}
             _write(state_path, data)
     owner_pid = int(data["owner_pid"])
     shared_url = str(data["url"])
