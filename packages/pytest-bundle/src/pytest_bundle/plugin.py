@@ -287,6 +287,9 @@ def mock_anyio_sleep(request: pytest.FixtureRequest) -> Iterator[SleepRecorder]:
     """
     from fake_sleep import DEFAULT_CLOCKS, patch_sleep
 
+    from ._virtual import refuse_both
+
+    refuse_both(request)  # with virtual_clock, the mock would silently win
     bundle = _config(request.config)
     # Unless configured, pass fake-sleep's own default: it skips pendulum.now without pendulum.
     clocks = bundle.sleep_clocks if "mock_anyio_sleep_clocks" in bundle.given else DEFAULT_CLOCKS
@@ -301,6 +304,9 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     The test's other fixtures set up and tear down in real time; the test body (and background
     tasks running while it runs) sees every sleep and timeout complete at once, in deadline order.
     """
+    from ._virtual import refuse_both
+
+    refuse_both(request)  # with mock_anyio_sleep, the mock would silently win
     function = getattr(request.node, "obj", None)
     if function is None or not inspect.iscoroutinefunction(function):
         pytest.fail(
