@@ -79,21 +79,10 @@ def _differences(
 
 
 def _alive(pid: int) -> bool:
-    """Whether the process runs; a zombie (dead, not yet reaped by its parent) counts as dead."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (macOS): ask the kernel instead
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether the process runs; a zombie counts as dead (``/proc`` on Linux, else the kernel)."""
+    from server_launcher import pid_alive
+
+    return pid_alive(pid)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
