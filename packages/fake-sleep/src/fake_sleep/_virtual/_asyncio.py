@@ -45,6 +45,8 @@ _MISSING: Any = object()
 #: Loops currently driven, so the process-wide wrappers find their driver.
 _ACTIVE: dict[asyncio.AbstractEventLoop, AsyncioDriver] = {}
 
+#: The longest single real wait for outside I/O (io_grace may be infinite); then look again.
+_LONGEST_WAIT = 3600.0
 #: What `BaseEventLoop._run_once` must use for this driver to be right.
 _RUN_ONCE_NAMES = frozenset({"_selector", "select", "_scheduled", "_ready", "time"})
 
@@ -224,7 +226,7 @@ class AsyncioDriver(Driver):
             hold = self.io.hold(self._watched(), time.perf_counter())
             if hold > 0:
                 self.idle_since = None
-                return self._note(self._real_select(hold))
+                return self._note(self._real_select(min(hold, _LONGEST_WAIT)))
         if timeout is None:
             return self._no_timer()
         when: float = loop._scheduled[0].when()

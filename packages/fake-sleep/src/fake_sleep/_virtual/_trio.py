@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import select
 import sys
 import time
 from collections import deque
@@ -34,6 +35,10 @@ from ._tasks import describe_waiters
 
 __all__ = ["TrioVirtualClock", "make_trio_driver"]
 
+#: kqueue filters that wait on a file descriptor (absent where there is no kqueue).
+_KQUEUE_IO = frozenset(
+    getattr(select, name) for name in ("KQ_FILTER_READ", "KQ_FILTER_WRITE") if hasattr(select, name)
+)
 #: What a "don't jump, wait for something else" answer to trio's run loop looks like.
 _LONG_WAIT = 86400.0
 _SUBJECT = "this trio run"
@@ -284,7 +289,12 @@ def _watched(registered: dict[Any, Any]) -> Iterator[tuple[int, object, bool]]:
     keys its entries by ``(fd, filter)``. Either way the entry object stands for one wait.
     """
     for key, entry in list(registered.items()):
-        fd = key[0] if isinstance(key, tuple) else key
+        if isinstance(key, tuple):
+            fd, kind = key
+            if kind not in _KQUEUE_IO:  # a process or other kevent, not a descriptor
+                continue
+        else:
+            fd = key
         if isinstance(fd, int):
             yield fd, entry, False
 
