@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -42,8 +41,10 @@ def _write(key: str, value: str | None) -> None:
     if value is not None:
         os.environ[key] = value
         return
-    with contextlib.suppress(KeyError):
+    try:  # noqa: SIM105 - contextlib.suppress costs more than the write, on the hot path
         del os.environ[key]
+    except KeyError:
+        pass
 
 
 def validate_environ_changes(
@@ -73,38 +74,59 @@ def validate_environ_changes(
     return checked
 
 
-def apply_layer(owner: object, changes: Mapping[str, str | None]) -> dict[str, str | None]:
-    """Write `changes` as `owner`'s layer of the environment; return what each key held before.
+def apply_layer(
+    owner: object,
+    changes: Mapping[str, str | None],
+    before: dict[str, str | None] | None = None,
+) -> None:
+    """Write `changes` as `owner`'s layer of the environment (and what each key held before
+    into `before`, if given).
 
-    Functions rather than a patch object: `temporary_settings(..., mirror_environ=True)` calls
-    them on every enter and exit, with the override itself as the owner.
+    Functions rather than a patch object, with `_read` and `_write` written out:
+    `temporary_settings(..., mirror_environ=True)` calls them on every enter and exit, with the
+    override itself as the owner.
     """
-    before: dict[str, str | None] = {}
+    environ = os.environ
+    data = _ENV_DATA if environ is _ENVIRON else None
     # acquire/release rather than `with`: a third of the cost on the hot path (CPython 3.11).
     _LOCK.acquire()
     try:
         for key, value in changes.items():
-            current = _read(key)
-            before[key] = current
+            if data is not None:
+                stored = data.get(_encodekey(key))
+                current = None if stored is None else _decodevalue(stored)
+            else:
+                current = environ.get(key)
+            if before is not None:
+                before[key] = current
             layers = _LAYERS.get(key)
             if layers is None:
                 _LAYERS[key] = [current, owner, value]
             else:
                 layers += (owner, value)
-            _write(key, value)
+            if value is not None:
+                environ[key] = value
+            elif current is not None:
+                del environ[key]
     except BaseException:
         _remove_locked(owner, changes)
         raise
     finally:
         _LOCK.release()
-    return before
 
 
 def remove_layer(owner: object, keys: Iterable[str]) -> None:
     """Undo `owner`'s layer, keeping any newer layer of the same keys in force."""
     _LOCK.acquire()
     try:
-        _remove_locked(owner, keys)
+        for key in keys:
+            layers = _LAYERS.get(key)
+            if layers is not None and len(layers) == 3 and layers[1] is owner:
+                # The usual case: the only layer of this key.
+                del _LAYERS[key]
+                _write(key, layers[0])
+            elif layers is not None:
+                _remove_locked(owner, (key,))
     finally:
         _LOCK.release()
 
@@ -113,11 +135,6 @@ def _remove_locked(owner: object, keys: Iterable[str]) -> None:
     for key in keys:
         layers = _LAYERS.get(key)
         if layers is None:
-            continue
-        if len(layers) == 3:
-            if layers[1] is owner:  # the usual case: the only layer of this key
-                del _LAYERS[key]
-                _write(key, layers[0])
             continue
         kept = [layers[0]]
         for index in range(1, len(layers), 2):
@@ -144,7 +161,9 @@ class TemporaryEnviron(Scoped[dict[str, "str | None"]]):
 
     def _enter(self) -> dict[str, str | None]:
         # Entered once at a time (Scoped checks), so the object itself owns the layer.
-        return apply_layer(self, self._changes)
+        before: dict[str, str | None] = {}
+        apply_layer(self, self._changes, before)
+        return before
 
     def _exit(self) -> None:
         remove_layer(self, self._changes)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, Union
 
 from ._environ import _read, apply_layer, remove_layer
 from ._errors import SettingValidationError, UnknownSettingError, close_matches
-from ._registry import _INDEX, Setting, SettingsRegistry, hidden, index_snapshot
+from ._registry import _INDEX, CALLBACKS, Setting, SettingsRegistry, hidden, index_snapshot
 from ._reprs import safe_repr
 from ._scope import Scoped
 from ._snapshot import SettingsSnapshot
@@ -176,8 +176,11 @@ class _Override(Frame, Scoped[S]):
 
     Subclasses say what entering yields (`_snapshot`). `__enter__` and `__exit__` are written
     out here, not split into `Scoped`'s `_enter`/`_exit`, because they are the hot path: one
-    `State` node and one ContextVar write each way.
+    `State` node and one ContextVar write each way. `_entered` (the node, while entered) is also
+    the "already entered" flag.
     """
+
+    __slots__ = ("_entered", "_mirror", "_mirrored", "_ops", "_registries", "_root")
 
     _entered: State | None
     _mirrored: dict[str, str | None] | None
@@ -213,14 +216,16 @@ class _Override(Frame, Scoped[S]):
 
     def _fresh(self) -> _Override[S]:
         clone = object.__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone._active = False
+        for cls in type(self).__mro__:
+            for name in cls.__dict__.get("__slots__", ()):
+                if hasattr(self, name):
+                    setattr(clone, name, getattr(self, name))
         clone._entered = None
         clone._mirrored = None
         return clone
 
     def __enter__(self) -> S:
-        if self._active:
+        if self._entered is not None:
             raise RuntimeError(
                 f"{type(self).__name__} is already entered; create a new one for each nested "
                 "or concurrent use (as a decorator it makes a fresh one per call)"
@@ -236,40 +241,35 @@ class _Override(Frame, Scoped[S]):
             state = State(self, outer, outer.epoch if outer is not None else _EPOCH[0])
         _STATE.set(state)
         self._entered = state
-        self._active = True
         try:
             if self._mirror:
                 self._apply_mirror(state)
-            for registry in self._registries:
-                if registry._callbacks:
-                    self._notify()
-                    break
+            if CALLBACKS[0]:
+                self._notify()
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self._snapshot(state)
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._active:
+        entered = self._entered
+        if entered is None:
             return
-        self._active = False
-        entered, mirrored = self._entered, self._mirrored
-        self._entered = self._mirrored = None
-        if entered is not None:
-            # _state.pop, inlined.
-            entered.active = False
-            _EPOCH[0] = _next_epoch()
-            state = _STATE.get()
-            if state is entered:
-                _STATE.set(entered.parent)
-            elif state is not None:
-                _refresh(state)
+        self._entered = None
+        # _state.pop, inlined.
+        entered.active = False
+        _EPOCH[0] = _next_epoch()
+        state = _STATE.get()
+        if state is entered:
+            _STATE.set(entered.parent)
+        elif state is not None:
+            _refresh(state)
+        mirrored = self._mirrored
         if mirrored is not None:
+            self._mirrored = None
             remove_layer(self, mirrored)
-        for registry in self._registries:
-            if registry._callbacks:
-                self._notify()
-                break
+        if CALLBACKS[0]:
+            self._notify()
 
     async def __aenter__(self) -> S:
         return self.__enter__()
@@ -283,6 +283,9 @@ class _Override(Frame, Scoped[S]):
         entries = state.entries
         for op in self._ops:
             setting = op[0]
+            if op[1] == VALUE:  # what it writes does not depend on outer overrides
+                changes[setting.name] = setting._codec.export(op[2])
+                continue
             kind, value, _default, changed = entries[setting]
             if kind == VALUE or (kind == RESTORED and changed):
                 changes[setting.name] = setting._codec.export(value)
@@ -310,6 +313,8 @@ class _Override(Frame, Scoped[S]):
 
 class TemporarySettings(_Override[SettingsSnapshot]):
     """Returned by `temporary_settings`; see there."""
+
+    __slots__ = ()
 
     def _snapshot(self, state: State) -> SettingsSnapshot:
         snapshot = _new_snapshot(SettingsSnapshot)

@@ -20,6 +20,7 @@ from ._state import refresh as _refresh
 from ._types import Codec, codec_for
 
 __all__ = ["Setting", "SettingsRegistry", "is_registered", "lookup", "open_registries"]
+# Private names other modules of the package use: CALLBACKS, hidden, index_snapshot.
 
 T = TypeVar("T")
 
@@ -27,6 +28,9 @@ _MISSING: Any = object()
 _INDEX: dict[str, Setting[Any]] = {}
 _REGISTRIES: dict[int, SettingsRegistry] = {}
 _INDEX_LOCK = threading.RLock()
+#: How many change callbacks all registries hold: an override skips the look at its registries
+#: when this is 0 (the usual case).
+CALLBACKS = [0]
 # Reading os.environ through its mapping API costs about a microsecond for a missing key (it
 # raises and catches KeyError). The process environment's own dict answers in tens of
 # nanoseconds; use it while os.environ is the standard object, else fall back to the API.
@@ -342,11 +346,15 @@ class SettingsRegistry:
         clear caches of derived values. The callback runs in the context that entered or left
         the override. Returns a function that removes the callback.
         """
-        self._callbacks.append(callback)
+        with _INDEX_LOCK:
+            self._callbacks.append(callback)
+            CALLBACKS[0] += 1
 
         def remove() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
+            with _INDEX_LOCK:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+                    CALLBACKS[0] -= 1
 
         return remove
 

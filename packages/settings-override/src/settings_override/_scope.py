@@ -21,6 +21,8 @@ class Scoped(Generic[T]):
     (threads, tasks) never share one.
     """
 
+    __slots__ = ()  # subclasses may use slots (the overrides do: their hot path is faster)
+
     _active: bool = False
 
     def _fresh(self) -> Scoped[T]:

@@ -95,7 +95,8 @@ class State:
 
     The node made when an override is entered is that entry's identity: its `active` turns
     False (for every context that shares it) when the override is left. Nodes rebuilt after
-    an exit elsewhere point to that original through `origin`. Immutable apart from `active`
+    an exit elsewhere point to that original through `origin` (None on the original itself).
+    Immutable apart from `active`
     and `epoch` (the epoch at which every node of the chain was last seen active); shared by
     every context that inherited it.
     """
@@ -111,7 +112,7 @@ class State:
         self.parent = parent
         self.epoch = epoch
         self.active = True
-        self.origin = self if origin is None else origin
+        self.origin = origin
         if parent is None:
             self.entries = frame._root  # shared, never mutated
         else:
@@ -155,7 +156,7 @@ def refresh(state: State) -> State | None:
     stale = False
     while node is not None:
         nodes.append(node)
-        stale = stale or not node.origin.active
+        stale = stale or not (node.origin or node).active
         node = node.parent
     if not stale:
         state.epoch = epoch
@@ -163,9 +164,10 @@ def refresh(state: State) -> State | None:
     # Rebuild from the bottom: nodes whose parent is the rebuilt base are reused as they are.
     base: State | None = None
     for node in reversed(nodes):
-        if not node.origin.active:
+        origin = node.origin or node
+        if not origin.active:
             continue
-        base = node if node.parent is base else State(node.frame, base, epoch, node.origin)
+        base = node if node.parent is base else State(node.frame, base, epoch, origin)
     if base is not None:
         base.epoch = epoch
     STATE.set(base)

@@ -365,6 +365,8 @@ class PydanticOverride(_Override[PydanticSnapshot[M]]):
     keys are the model's fields, yielding a `PydanticSnapshot`; a sync/async context manager and
     decorator like `settings_override.temporary_settings`."""
 
+    __slots__ = ("_adapter",)
+
     def __init__(
         self,
         adapter: PydanticSettings[M],
