@@ -79,7 +79,8 @@ class Pair:
     @property
     def ratio(self) -> float:
         """Median of the per-round ratios: both sides of a round saw the same load."""
-        return statistics.median(o / b for o, b in zip(self.ours_times, self.base_times))
+        pairs = zip(self.ours_times, self.base_times, strict=True)
+        return statistics.median(ours / base for ours, base in pairs)
 
 
 def per_call(func: Callable[[], object], number: int = 100_000) -> float:
@@ -167,7 +168,9 @@ def pydantic_pairs() -> tuple[list[Pair], Callable[[], None]] | None:
 
     pairs = [
         Pair("pydantic override, 1 field", "AppSettings()", AppSettings, adapter_one, 200),
-        Pair("pydantic override, 1 field, mirror", "AppSettings()", AppSettings, adapter_mirror, 200),
+        Pair(
+            "pydantic override, 1 field, mirror", "AppSettings()", AppSettings, adapter_mirror, 200
+        ),
         Pair("pydantic override, 3 fields", "AppSettings()", AppSettings, adapter_three, 200),
     ]
     return pairs, settings.close
@@ -225,9 +228,7 @@ def main() -> int:
             os.environ[settings[0].name] = "42"
             reads["environment"].append(per_call(settings[0].value))
             del os.environ[settings[0].name]
-            with temporary_settings({url: "http://override"}), temporary_settings(
-                {settings[1]: 5}
-            ):
+            with temporary_settings({url: "http://override"}), temporary_settings({settings[1]: 5}):
                 reads["override"].append(per_call(url.value))
             environ_get.append(per_call(lambda: os.environ.get(url.name)))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import sys
 import threading
 
 import anyio
@@ -76,11 +78,15 @@ def test_asyncio_tasks_created_directly(port: Setting[int]) -> None:
 
 
 @pytest.mark.anyio
-async def test_restored_on_cancellation(port: Setting[int]) -> None:
+async def test_restored_on_cancellation(registry: SettingsRegistry, port: Setting[int]) -> None:
     entered = anyio.Event()
+    seen: list[int] = []
+    calls: list[int] = []
+    registry.on_change(lambda settings: calls.append(port.value()))
 
     async def hold() -> None:
         async with temporary_settings({port: 9}, mirror_environ=True):
+            seen.append(port.value())
             entered.set()
             await anyio.sleep_forever()
 
@@ -89,14 +95,19 @@ async def test_restored_on_cancellation(port: Setting[int]) -> None:
             tg.start_soon(hold)
             await entered.wait()
             tg.cancel_scope.cancel()
+    # The child task saw its override, and the cancellation ran its exit (the callback after
+    # the exit reads the default again) and restored the process-wide mirror.
+    assert seen == [9]
+    assert calls == [9, 80]
+    assert port.name not in os.environ
     with anyio.move_on_after(0) as scope:
         async with temporary_settings({port: 10}):
+            seen.append(port.value())
             await anyio.sleep(1)
     assert scope.cancelled_caught
+    assert seen == [9, 10]
+    assert calls == [9, 80, 10, 80]
     assert port.value() == 80
-    import os
-
-    assert port.name not in os.environ
 
 
 def test_two_threads_see_only_their_own_override(port: Setting[int]) -> None:
@@ -166,3 +177,70 @@ async def test_a_task_outliving_the_override_stops_seeing_it(port: Setting[int])
             await started.wait()
         ended.set()
     assert seen == [5, 80]
+
+
+def test_exit_of_a_middle_override_in_another_context(
+    registry: SettingsRegistry, port: Setting[int]
+) -> None:
+    host = registry.define("HOST", str, "h")
+    outer, middle, inner = (
+        temporary_settings({port: 1}),
+        temporary_settings({host: "m"}),
+        temporary_settings({port: 3}),
+    )
+    outer.__enter__()
+    middle.__enter__()
+    inner.__enter__()
+    try:
+        contextvars.copy_context().run(middle.__exit__, None, None, None)
+        assert (port.value(), host.value()) == (3, "h")
+        inner.__exit__(None, None, None)
+        assert (port.value(), host.value()) == (1, "h")
+    finally:
+        for override in (inner, middle, outer):
+            override.__exit__(None, None, None)
+    assert (port.value(), host.value()) == (80, "h")
+
+
+def test_many_threads_entering_and_leaving_at_once(port: Setting[int]) -> None:
+    """Every thread always reads its own values while the others enter and leave theirs
+    (overrides end by identity and a process-wide epoch, without a lock on the read path)."""
+    threads_count, rounds = 4, 300
+    barrier = threading.Barrier(threads_count, timeout=30)
+    wrong: list[tuple[int, int, int]] = []
+
+    def worker(number: int) -> None:
+        barrier.wait()
+        base = number * 1000
+        for i in range(rounds):
+            outer = temporary_settings({port: base + i})
+            inner = temporary_settings({port: base + i + 500})
+            outer.__enter__()
+            inner.__enter__()
+            if port.value() != base + i + 500:
+                wrong.append((number, i, port.value()))
+            if i % 2:
+                outer.__exit__(None, None, None)  # out of order every other round
+                if port.value() != base + i + 500:
+                    wrong.append((number, i, port.value()))
+                inner.__exit__(None, None, None)
+            else:
+                inner.__exit__(None, None, None)
+                if port.value() != base + i:
+                    wrong.append((number, i, port.value()))
+                outer.__exit__(None, None, None)
+            if port.value() != 80:
+                wrong.append((number, i, port.value()))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(1, threads_count + 1)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: interleave the steps
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung"
+    assert wrong == []

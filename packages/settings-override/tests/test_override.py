@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any, Optional
@@ -284,3 +285,71 @@ def test_repr_shows_keys_but_never_secrets(registry: SettingsRegistry) -> None:
         assert "hunter2" not in repr(snapshot)
         assert "alice" in repr(snapshot)
         assert snapshot[token] == "hunter2"
+
+
+def test_mirror_writes_a_changed_default_only_where_the_environment_is_silent(
+    port: Setting[int], env: pytest.MonkeyPatch
+) -> None:
+    with temporary_settings(set_defaults={port: 90}, mirror_environ=True):
+        assert os.environ[port.name] == "90"
+        assert port.value() == 90
+    assert port.name not in os.environ
+    env.setenv(port.name, "81")
+    with temporary_settings(set_defaults={port: 90}, mirror_environ=True):
+        # The environment beats a default, so the mirror must not overwrite it.
+        assert os.environ[port.name] == "81"
+        assert port.value() == 81
+    assert os.environ[port.name] == "81"
+
+
+def test_mirror_of_a_restore_inside_a_changed_default(
+    port: Setting[int], env: pytest.MonkeyPatch
+) -> None:
+    env.setenv(port.name, "81")
+    with temporary_settings(set_defaults={port: 90}):
+        with temporary_settings(restore_defaults=[port], mirror_environ=True) as snapshot:
+            assert port.value() == 90
+            assert os.environ[port.name] == "90"  # a child must see the changed default
+            assert snapshot.environment_changes() == {port.name: "90"}
+        assert port.value() == 81
+    assert os.environ[port.name] == "81"
+
+
+def test_three_overrides_leaving_in_every_order(
+    registry: SettingsRegistry, port: Setting[int]
+) -> None:
+    host = registry.define("HOST", str, "h")
+    bottom = temporary_settings(set_defaults={port: 1})
+    middle = temporary_settings({host: "m"})
+    top = temporary_settings({port: 3})
+
+    def expected(active: set[str]) -> tuple[int, str]:
+        port_value = 3 if "top" in active else 1 if "bottom" in active else 80
+        return port_value, "m" if "middle" in active else "h"
+
+    named = {"bottom": bottom, "middle": middle, "top": top}
+    for order in itertools.permutations(named):
+        for override in (bottom, middle, top):
+            override.__enter__()
+        active = set(named)
+        assert (port.value(), host.value()) == expected(active)
+        for name in order:
+            named[name].__exit__(None, None, None)
+            active.discard(name)
+            assert (port.value(), host.value()) == expected(active), order
+
+
+def test_callbacks_registered_after_the_override_was_made_are_called(
+    registry: SettingsRegistry, port: Setting[int]
+) -> None:
+    override = temporary_settings({port: 1})
+    calls: list[int] = []
+    remove = registry.on_change(lambda settings: calls.append(port.value()))
+    with override:
+        assert calls == [1]
+    assert calls == [1, 80]
+    remove()
+    remove()  # removing twice is harmless
+    with override:
+        pass
+    assert calls == [1, 80]

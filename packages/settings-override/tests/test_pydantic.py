@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import subprocess
@@ -11,15 +12,27 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 pytest.importorskip("pydantic_settings")
 
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from settings_override import SettingValidationError, UnknownSettingError
-from settings_override.pydantic import PydanticSettings
+from settings_override import (
+    DuplicateSettingError,
+    Setting,
+    SettingValidationError,
+    UnknownSettingError,
+    get_current_settings,
+    is_registered,
+    lookup,
+    open_registries,
+    temporary_environ,
+    temporary_settings,
+)
+from settings_override.pydantic import PydanticOverride, PydanticSettings
 
 
 class Database(BaseModel):
@@ -170,18 +183,23 @@ def test_mirror_environ(settings: PydanticSettings[Any], prefix: str) -> None:
 
 @pytest.mark.anyio
 async def test_tasks_are_isolated(settings: PydanticSettings[Any]) -> None:
-    seen: dict[int, int] = {}
+    seen: dict[int, list[int]] = {1: [], 2: []}
+    entered = {1: anyio.Event(), 2: anyio.Event()}
 
-    async def task(value: int) -> None:
+    async def task(value: int, other: int) -> None:
         async with settings.temporary_settings({"port": value}):
+            entered[value].set()
+            await entered[other].wait()  # both overrides are active now
+            seen[value].append(settings.current().port)
             await anyio.lowlevel.checkpoint()
-            await anyio.lowlevel.checkpoint()
-            seen[value] = settings.current().port
+            seen[value].append(settings.current().port)
+        seen[value].append(settings.current().port)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(task, 1)
-        tg.start_soon(task, 2)
-    assert seen == {1: 1, 2: 2}
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(task, 1, 2)
+            tg.start_soon(task, 2, 1)
+    assert seen == {1: [1, 1, 80], 2: [2, 2, 80]}
     assert settings.current().port == 80
 
 
@@ -200,3 +218,160 @@ def test_decorator_and_on_change(settings: PydanticSettings[Any]) -> None:
 def test_rejects_non_settings_classes() -> None:
     with pytest.raises(TypeError, match="BaseSettings"):
         PydanticSettings(Database)  # type: ignore[type-var]
+
+
+def test_fields_are_settings_of_the_core(
+    settings: PydanticSettings[Any], prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = settings.setting("port")
+    assert isinstance(port, Setting)
+    assert lookup(prefix + "PORT") is port
+    assert is_registered(prefix + "TAGS")
+    assert settings.registry in open_registries()
+    # The core's temporary_settings reaches the model, and the core's export includes it.
+    with temporary_settings({prefix + "PORT": "90", port.name.replace("PORT", "TAGS"): ["x"]}):
+        assert settings.current().port == 90
+        assert port.value() == 90
+        changes = get_current_settings().environment_changes()
+        assert changes[prefix + "PORT"] == "90"
+        assert json.loads(changes[prefix + "TAGS"] or "") == ["x"]
+    monkeypatch.setenv(prefix + "PORT", "81")
+    assert port.value() == 81
+    with pytest.raises(SettingValidationError, match="port must be positive"):
+        temporary_settings({port: 0})
+
+
+def test_an_override_left_in_another_context_is_gone_here(settings: PydanticSettings[Any]) -> None:
+    override = settings.temporary_settings({"port": 5})
+    override.__enter__()
+    try:
+        contextvars.copy_context().run(override.__exit__, None, None, None)
+        assert settings.current().port == 80
+    finally:
+        override.__exit__(None, None, None)
+
+
+def test_entering_builds_no_model(prefix: str) -> None:
+    built: list[int] = []
+
+    class Counted(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=prefix)
+        port: int = 80
+        tags: list[str] = []
+
+        def __init__(self, **values: Any) -> None:
+            built.append(1)
+            super().__init__(**values)
+
+    adapter = PydanticSettings(Counted)
+    try:
+        with adapter.temporary_settings({"port": "81", "tags": '["a"]'}) as snapshot:
+            assert built == []
+            assert snapshot["port"] == 81  # the snapshot builds the model when first used
+            assert built == [1]
+    finally:
+        adapter.close()
+
+
+def test_model_validators_check_the_whole_model(prefix: str) -> None:
+    class Range(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=prefix)
+        low: int = 0
+        high: int = 5
+
+        @model_validator(mode="after")
+        def _ordered(self) -> Range:
+            if self.low > self.high:
+                raise ValueError("low must not exceed high")
+            return self
+
+    adapter = PydanticSettings(Range)
+    try:
+        # Each value alone would break the rule against the other's default; together they fit.
+        with adapter.temporary_settings({"low": 10, "high": 20}):
+            assert (adapter.current().low, adapter.current().high) == (10, 20)
+        with pytest.raises(SettingValidationError, match="low must not exceed high"):
+            adapter.temporary_settings({"low": 10})
+        with pytest.raises(SettingValidationError, match=prefix + "LOW"):
+            adapter.temporary_settings({"low": "ten"})
+        assert adapter.current().low == 0
+    finally:
+        adapter.close()
+
+
+def test_aliases_lower_case_prefix_and_required_fields(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Aliased(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=prefix.lower())
+        legacy: str = Field("old", validation_alias=prefix + "LEGACY_NAME")
+        secret_key: str
+        debug: bool = False
+
+    adapter = PydanticSettings(Aliased, secret_fields=["secret_key"])
+    try:
+        assert adapter.env_name("legacy") == prefix + "LEGACY_NAME"
+        assert adapter.env_name("debug") == prefix + "DEBUG"
+        assert adapter.field_name((prefix + "debug").lower()) == "debug"
+        assert adapter.is_secret("secret_key")
+        with pytest.raises(SettingValidationError, match="required"):
+            adapter.setting("secret_key").value()
+        with pytest.raises(SettingValidationError, match="no default"):
+            adapter.temporary_settings(restore_defaults=["secret_key"])
+        with adapter.temporary_settings(
+            {"secret_key": "hunter2", (prefix + "legacy_name").lower(): "new", "debug": "yes"},
+            mirror_environ=True,
+        ) as snapshot:
+            current = adapter.current()
+            assert (current.legacy, current.secret_key, current.debug) == ("new", "hunter2", True)
+            assert os.environ[prefix + "LEGACY_NAME"] == "new"
+            assert "hunter2" not in repr(snapshot)
+            assert snapshot.to_environment_variables()[prefix + "SECRET_KEY"] == "hunter2"
+        monkeypatch.setenv((prefix + "secret_key").lower(), "from-env")  # any case counts
+        assert adapter.current().secret_key == "from-env"
+    finally:
+        adapter.close()
+
+
+def test_a_field_set_to_none_is_removed_from_a_childs_environment(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Optional_(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=prefix)
+        limit: int | None = None
+
+    adapter = PydanticSettings(Optional_)
+    monkeypatch.setenv(prefix + "LIMIT", "5")
+    try:
+        with adapter.temporary_settings({"limit": None}, mirror_environ=True) as snapshot:
+            assert adapter.current().limit is None
+            assert prefix + "LIMIT" not in os.environ
+            assert snapshot.environment_changes() == {prefix + "LIMIT": None}
+            assert prefix + "LIMIT" not in snapshot.subprocess_env()
+        assert os.environ[prefix + "LIMIT"] == "5"
+    finally:
+        adapter.close()
+
+
+def test_wrapping_a_model_again_shares_its_settings(prefix: str) -> None:
+    model = make_model(prefix)
+    first, second = PydanticSettings(model), PydanticSettings(model)
+    try:
+        assert first.registry is second.registry
+        with first.temporary_settings({"port": 7}):
+            assert second.current().port == 7
+        with pytest.raises(DuplicateSettingError, match=f"{prefix}API_URL.*already defined"):
+            PydanticSettings(make_model(prefix))  # another model, the same environment names
+    finally:
+        first.close()
+
+
+def test_reprs_never_raise(settings: PydanticSettings[Any], prefix: str) -> None:
+    assert "repr unavailable" in repr(object.__new__(PydanticOverride))
+    override = settings.temporary_settings({"port": 3, "token": "s3cr3t"})
+    assert "s3cr3t" not in repr(override)
+    assert repr(override) == (
+        "make_model.<locals>.AppSettings.temporary_settings(port=3, token=<secret>)"
+    )
+    with override as snapshot, temporary_environ({prefix + "TAGS": "not json"}):
+        assert "repr unavailable" in repr(snapshot)  # the model cannot be built from the env

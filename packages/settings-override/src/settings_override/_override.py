@@ -303,11 +303,16 @@ class _Override(Frame, Scoped[S]):
             if registry._callbacks:
                 registry._notify(tuple(op[0] for op in self._ops if op[0].registry is registry))
 
-    def _describe(self) -> list[str]:
+    def _describe(self, field_names: bool = False) -> list[str]:
         """`NAME=value` for updates, then changed defaults, then restored settings."""
-        parts = [f"{op[0].name}={hidden(op[0], op[2])}" for op in self._ops if op[1] == VALUE]
-        parts += [f"{op[0].name} (default)={hidden(op[0], op[4])}" for op in self._ops if op[3]]
-        parts += [f"{op[0].name} (restored)" for op in self._ops if op[1] == RESTORED]
+        ops = self._ops
+
+        def name(setting: Setting[Any]) -> str:
+            return setting.key if field_names else setting.name
+
+        parts = [f"{name(op[0])}={hidden(op[0], op[2])}" for op in ops if op[1] == VALUE]
+        parts += [f"{name(op[0])} (default)={hidden(op[0], op[4])}" for op in ops if op[3]]
+        parts += [f"{name(op[0])} (restored)" for op in ops if op[1] == RESTORED]
         return parts
 
 

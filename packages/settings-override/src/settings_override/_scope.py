@@ -21,9 +21,10 @@ class Scoped(Generic[T]):
     (threads, tasks) never share one.
     """
 
-    __slots__ = ()  # subclasses may use slots (the overrides do: their hot path is faster)
+    # Slots, so that subclasses may use them too (the overrides do: their hot path is faster).
+    __slots__ = ("_active",)
 
-    _active: bool = False
+    _active: bool
 
     def _fresh(self) -> Scoped[T]:
         raise NotImplementedError
@@ -35,7 +36,7 @@ class Scoped(Generic[T]):
         raise NotImplementedError
 
     def __enter__(self) -> T:
-        if self._active:
+        if getattr(self, "_active", False):
             raise RuntimeError(
                 f"{type(self).__name__} is already entered; create a new one for each nested "
                 "or concurrent use (as a decorator it makes a fresh one per call)"
@@ -45,7 +46,7 @@ class Scoped(Generic[T]):
         return value
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._active:
+        if getattr(self, "_active", False):
             self._active = False
             self._exit()
 

@@ -408,7 +408,7 @@ class PydanticOverride(_Override[PydanticSnapshot[M]]):
     def __repr__(self) -> str:
         mirror = ", mirror_environ=True" if self._mirror else ""
         model = self._adapter.model.__qualname__
-        return f"{model}.temporary_settings({', '.join(self._describe())}{mirror})"
+        return f"{model}.temporary_settings({', '.join(self._describe(True))}{mirror})"
 
 
 class PydanticSettings(Generic[M]):
