@@ -23,11 +23,10 @@ import copy
 import json
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import SecretBytes, SecretStr, TypeAdapter, ValidationError
+from pydantic import PydanticUserError, SecretBytes, SecretStr, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 from pydantic_settings import BaseSettings, EnvSettingsSource
@@ -52,7 +51,7 @@ class _Required:
         return "<required>"
 
 
-REQUIRED: Any = _Required()
+_REQUIRED: Any = _Required()
 
 
 def _describe(exc: ValidationError, *, skip_field: bool) -> str:
@@ -79,7 +78,7 @@ def _mentions_secret(annotation: Any) -> bool:
 
 def _static_default(field: FieldInfo) -> Any:
     if field.default_factory is None:
-        return REQUIRED if field.default is PydanticUndefined else field.default
+        return _REQUIRED if field.default is PydanticUndefined else field.default
     try:
         return field.get_default(call_default_factory=True, validated_data={})
     except TypeError:  # pydantic before 2.10 has no validated_data
@@ -117,7 +116,7 @@ class _FieldCodec(Codec):
                 annotation = Annotated[params]
             try:
                 adapter = TypeAdapter(annotation, config=self._model.config)
-            except Exception:  # a model or dataclass type brings its own config
+            except PydanticUserError:  # a model or dataclass type brings its own config
                 adapter = TypeAdapter(annotation)
             self._adapter = adapter
         return adapter
@@ -160,7 +159,7 @@ class _FieldCodec(Codec):
             return None if self._none_is_default else "null"
         try:
             plain = self.type_adapter().dump_python(value, mode="json", warnings=False)
-        except Exception:
+        except ValueError:  # PydanticSerializationError: a value the annotation cannot dump
             plain = to_jsonable_python(value)
         if isinstance(plain, str):
             return plain
@@ -182,7 +181,7 @@ class _RequiredSetting(Setting[Any]):
 
     def value(self) -> Any:
         value = super().value()
-        if value is REQUIRED:
+        if value is _REQUIRED:
             raise SettingValidationError(
                 {self.name: "is required: set it in the environment or override it"},
                 nothing_changed=False,
@@ -244,7 +243,7 @@ class _Model:
             default,
             secret=_mentions_secret(field.annotation),
             description=field.description or "",
-            setting_class=_RequiredSetting if default is REQUIRED else None,
+            setting_class=_RequiredSetting if default is _REQUIRED else None,
         )
         self.by_field[name] = setting
         self.by_env[self._case(env_name)] = name
@@ -257,7 +256,8 @@ class _Model:
         return scratch
 
 
-_MODELS: weakref.WeakKeyDictionary[type[BaseSettings], _Model] = weakref.WeakKeyDictionary()
+# One `_Model` per model class: its settings are in the process-wide index until close().
+_MODELS: dict[type[BaseSettings], _Model] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -379,7 +379,7 @@ class PydanticOverride(_Override[PydanticSnapshot[M]]):
         self._adapter = adapter
         problems: dict[str, str] = {}
         for setting in restore_defaults:
-            if setting.default is REQUIRED:
+            if setting.default is _REQUIRED:
                 problems[setting.name] = "is required and has no default to restore"
         try:
             super().__init__(
