@@ -44,6 +44,22 @@ class _Problems:
         self.unknown: list[str] = []
         self.invalid: dict[str, str] = {}
 
+    def setting_for(self, key: object) -> Setting[Any] | None:
+        """The setting a key names, or None (an unknown name is recorded)."""
+        if isinstance(key, Setting):
+            return key
+        if isinstance(key, str):
+            found = _INDEX.get(key)
+            if found is None and key not in self.unknown:
+                self.unknown.append(key)
+            return found
+        raise TypeError(
+            f"setting keys must be Setting objects or environment names (str), got {key!r}"
+        )
+
+    def add(self, setting: Setting[Any], problem: str) -> None:
+        self.invalid[setting.name] = problem
+
     def raise_if_any(self) -> None:
         if self.unknown:
             names = list(index_snapshot())
@@ -52,27 +68,6 @@ class _Problems:
             )
         if self.invalid:
             raise SettingValidationError(self.invalid)
-
-
-def _setting_for(key: object, problems: list[_Problems]) -> Setting[Any] | None:
-    """The setting a key names; an unknown name is recorded (in a lazily made `_Problems`)."""
-    if isinstance(key, Setting):
-        return key
-    if isinstance(key, str):
-        found = _INDEX.get(key)
-        if found is None:
-            if not problems:
-                problems.append(_Problems())
-            if key not in problems[0].unknown:
-                problems[0].unknown.append(key)
-        return found
-    raise TypeError(f"setting keys must be Setting objects or environment names (str), got {key!r}")
-
-
-def _invalid(problems: list[_Problems], setting: Setting[Any], problem: str) -> None:
-    if not problems:
-        problems.append(_Problems())
-    problems[0].invalid[setting.name] = problem
 
 
 def _mapping(values: object, what: str) -> Mapping[Any, Any]:
@@ -110,34 +105,34 @@ def _collect(
     """Resolve and check every key and value; raise listing every problem, or return the ops."""
     # setting -> [kind, value, sets_default, default]; insertion order is the callbacks' order.
     ops: dict[Setting[Any], list[Any]] = {}
-    problems: list[_Problems] = []  # empty until the first problem: the usual case allocates none
+    problems = _Problems()
     if updates is not None:
         for key, value in _mapping(updates, "updates").items():
-            setting = _setting_for(key, problems)
+            setting = problems.setting_for(key)
             if setting is None:
                 continue
             if setting in ops:
-                _invalid(problems, setting, "given twice (as a Setting and by name)")
+                problems.add(setting, "given twice (as a Setting and by name)")
                 continue
             try:
                 ops[setting] = [VALUE, setting._codec.check(value), False, None]
             except ValueError as exc:
                 ops[setting] = [_INVALID, None, False, None]
-                _invalid(problems, setting, f"{hidden(setting, value)}: {exc}")
+                problems.add(setting, f"{hidden(setting, value)}: {exc}")
     if set_defaults is not None:
         seen: set[Setting[Any]] = set()
         for key, value in _mapping(set_defaults, "set_defaults").items():
-            setting = _setting_for(key, problems)
+            setting = problems.setting_for(key)
             if setting is None:
                 continue
             if setting in seen:
-                _invalid(problems, setting, "given twice (as a Setting and by name)")
+                problems.add(setting, "given twice (as a Setting and by name)")
                 continue
             seen.add(setting)
             try:
                 checked = setting._codec.check(value)
             except ValueError as exc:
-                _invalid(problems, setting, f"{hidden(setting, value)}: {exc}")
+                problems.add(setting, f"{hidden(setting, value)}: {exc}")
                 continue
             op = ops.get(setting)
             if op is None:
@@ -152,22 +147,21 @@ def _collect(
             )
         restored: set[Setting[Any]] = set()
         for key in restore_defaults:
-            setting = _setting_for(key, problems)
+            setting = problems.setting_for(key)
             if setting is None:
                 continue
             if setting in restored:
-                _invalid(problems, setting, "given twice (as a Setting and by name)")
+                problems.add(setting, "given twice (as a Setting and by name)")
                 continue
             restored.add(setting)
             op = ops.get(setting)
             if op is None:
                 ops[setting] = [RESTORED, None, False, None]
             elif op[0] == VALUE or op[0] == _INVALID:
-                _invalid(problems, setting, "both in updates and restore_defaults; pick one")
+                problems.add(setting, "both in updates and restore_defaults; pick one")
             else:
                 op[0] = RESTORED
-    if problems:
-        problems[0].raise_if_any()
+    problems.raise_if_any()
     return tuple((setting, op[0], op[1], op[2], op[3]) for setting, op in ops.items())
 
 
