@@ -25,8 +25,6 @@ from ._state import refresh as _refresh
 
 __all__ = ["TemporarySettings", "temporary_settings"]
 
-_new_snapshot = object.__new__
-
 SettingKey = Union["Setting[Any]", str]
 """A `Setting` or the environment name of one."""
 SettingValues = Mapping[Any, Any]
@@ -316,11 +314,7 @@ class TemporarySettings(_Override[SettingsSnapshot]):
     __slots__ = ()
 
     def _snapshot(self, state: State) -> SettingsSnapshot:
-        snapshot = _new_snapshot(SettingsSnapshot)
-        snapshot._state = state
-        snapshot._sources = self._registries
-        snapshot._settings = None
-        return snapshot
+        return SettingsSnapshot._lazy(self._registries, state)
 
     @safe_repr
     def __repr__(self) -> str:
