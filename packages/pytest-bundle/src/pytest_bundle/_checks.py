@@ -15,7 +15,7 @@ import importlib
 import inspect
 import reprlib
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._config import BundleConfig, where
@@ -115,42 +115,73 @@ def setting_problems(config: BundleConfig) -> list[str]:
     for option, name, value in _named_values(config):
         setting = registered.get(name)
         if setting is None:
-            close = _misspelling_of(name, registered)
-            if close is not None:
-                problems.append(
-                    f"{where(option)}: {name!r} is not a registered setting, but {close!r} is: "
-                    f"did you mean {close!r}? A name no settings registry defines is set as a "
-                    "plain environment variable, so a misspelt setting would silently have no "
-                    "effect."
-                )
-            continue
-        problem = _value_problem(option, setting, value)
+            problem = _name_problem(name, registered)
+        elif value is _NO_VALUE:
+            problem = _url_problem(setting)
+        else:
+            assert isinstance(value, str)
+            problem = _value_problem(setting, value, comma_hint=True)
+        if problem is not None:
+            problems.append(f"{where(option)}: {problem}")
+    return problems
+
+
+def env_problems(values: Mapping[str, object]) -> list[str]:
+    """Problems of an environment a test asks for (a marker, the factory), one per name.
+
+    The same rules as the options: a near miss of a registered setting, or a value that does not
+    fit one. Each problem starts with the name it is about; None (remove the name) always fits.
+    """
+    registered = _registered()
+    if not registered:
+        return []
+    problems = []
+    for name, value in values.items():
+        setting = registered.get(name)
+        if setting is None:
+            problem = _name_problem(name, registered)
+        elif isinstance(value, str):
+            problem = _value_problem(setting, value, comma_hint=False)
+        else:
+            problem = None
         if problem is not None:
             problems.append(problem)
     return problems
 
 
-def _value_problem(option: str, setting: Setting[Any], value: object) -> str | None:
-    if value is _NO_VALUE:
-        try:
-            setting.check(_SAMPLE_URL)
-        except ValueError as error:
-            return (
-                f"{where(option)}: the setting {setting.name} is {setting.type_name}, so it "
-                f"cannot hold the server's URL ({error}). Name a str setting."
-            )
+def _name_problem(name: str, registered: Mapping[str, Setting[Any]]) -> str | None:
+    close = _misspelling_of(name, registered)
+    if close is None:
         return None
-    assert isinstance(value, str)
+    return (
+        f"{name!r} is not a registered setting, but {close!r} is: did you mean {close!r}? A name "
+        "no settings registry defines is set as a plain environment variable, so a misspelt "
+        "setting would silently have no effect."
+    )
+
+
+def _url_problem(setting: Setting[Any]) -> str | None:
+    try:
+        setting.check(_SAMPLE_URL)
+    except ValueError as error:
+        return (
+            f"the setting {setting.name} is {setting.type_name}, so it cannot hold the server's "
+            f"URL ({error}). Name a str setting."
+        )
+    return None
+
+
+def _value_problem(setting: Setting[Any], value: str, *, comma_hint: bool) -> str | None:
     try:
         setting.check(value)
     except ValueError as error:
         shown = "***" if setting.secret or looks_secret(setting.name) else repr(value)
         hint = ""
-        if "," in value:
+        if comma_hint and "," in value:
             hint = " Values may contain commas, so write one NAME=value per line."
         return (
-            f"{where(option)}: {setting.name}={shown} does not fit the registered setting "
-            f"{setting.name} ({setting.type_name}): {error}.{hint}"
+            f"{setting.name}={shown} does not fit the registered setting {setting.name} "
+            f"({setting.type_name}): {error}.{hint}"
         )
     return None
 

@@ -31,8 +31,8 @@ class _Option:
     name: str
     help: str
     default: str
-    # "string", "bool", "float", "optional-float", "paths" (dotted paths, one per line or
-    # comma-separated) or "pairs" (NAME=value, one per line: values may contain commas)
+    # "string", "bool", "float", "optional-float", "positive-int", "paths" (dotted paths, one
+    # per line or comma-separated) or "pairs" (NAME=value, one per line: values may contain commas)
     kind: str = "string"
 
     @property
@@ -116,6 +116,14 @@ OPTIONS: tuple[_Option, ...] = (
         "bool",
     ),
     _Option(
+        "hosted_api_pool_size",
+        "Most hosted API servers (one per distinct environment: the default one, those of "
+        "@pytest.mark.hosted_api_env and hosted_api_server_factory) kept running at once; past "
+        "it the least recently used idle one is stopped (default 4).",
+        "4",
+        "positive-int",
+    ),
+    _Option(
         "mock_anyio_sleep_targets",
         "Dotted paths of the async sleep functions mock_anyio_sleep fakes, one per line or "
         "comma-separated (default anyio.sleep).",
@@ -153,6 +161,7 @@ class BundleConfig:
     server_env: dict[str, str]
     autouse: bool
     shared: bool
+    pool_size: int
     sleep_targets: tuple[str, ...]
     sleep_clocks: tuple[str, ...]
     virtual_clock_end: float | None
@@ -273,6 +282,20 @@ def _as_float(option: _Option, value: str | bool | list[str], *, optional: bool)
     return number
 
 
+def _as_positive_int(option: _Option, value: str | bool | list[str]) -> int:
+    text = str(value).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise pytest.UsageError(
+            f"{_where(option)}: expected a positive whole number (how many servers may run at "
+            f"once), got {value!r}."
+        )
+    return number
+
+
 def _as_lines(value: str | bool | list[str]) -> list[str]:
     if isinstance(value, list):
         return [line.strip() for line in value if line.strip()]
@@ -385,6 +408,9 @@ def read_config(config: pytest.Config) -> BundleConfig:
         server_env=pairs("hosted_api_server_env"),
         autouse=flag("hosted_api_autouse"),
         shared=flag("hosted_api_shared"),
+        pool_size=_as_positive_int(
+            by_name["hosted_api_pool_size"], _raw(config, by_name["hosted_api_pool_size"])
+        ),
         sleep_targets=dotted("mock_anyio_sleep_targets"),
         sleep_clocks=dotted("mock_anyio_sleep_clocks"),
         virtual_clock_end=_as_float(

@@ -1,11 +1,15 @@
-"""One hosted server for all pytest-xdist workers on this machine (``--hosted-api-shared``).
+"""Servers shared by all pytest-xdist workers on this machine (``--hosted-api-shared``).
 
-The first worker starts the server under a file lock and records it in pytest's shared base
-temp directory; the others attach and register as users. The starting worker (the owner) must
-outlive the users, because the launcher kills the server with the process that started it: at
-its session end it waits until every other user has left or died, then stops the server.
-A worker whose server environment differs is refused with the keys that differ; the record
-keeps secret-looking values only as digests salted per shared server.
+Each pooled environment has a slot: a state file and a file lock in pytest's shared base temp
+directory, named after the environment's fingerprint (the default server keeps the plain names
+``hosted_api_server.json`` / ``.lock``). The first worker that needs the environment starts its
+server under the lock and records it; the others attach and register as users. The starting
+worker (the owner) must outlive the users, because the launcher kills the server with the
+process that started it: at its session end it waits until every other user has left or died,
+then stops the server; before that, its pool may retire the server only while nobody else uses
+it. A worker whose server environment differs is refused with the keys that differ; the record
+keeps secret-looking values only as digests salted per shared server, and the slot's file name
+is a digest keyed by the run's id, so no file name or record holds a secret in clear.
 """
 
 from __future__ import annotations
@@ -16,22 +20,32 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._checks import looks_secret, short_repr
 from ._config import BundleConfig
-from ._hosted import ServerState, run_server
+from ._hosted import ServerState, StartStats, run_server
 
-_STATE_FILE = "hosted_api_server.json"
-_LOCK_FILE = "hosted_api_server.lock"
+_DEFAULT_SLOT = "hosted_api_server"
 _WAIT_STEP = 0.05
 
 
 def _digest(salt: str, value: str) -> str:
     return "hmac-sha256:" + hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def slot_name(variant: tuple[tuple[str, str | None], ...], run_key: str) -> str:
+    """The file name stem of an environment's slot; the default server keeps the plain name.
+
+    Every worker of one run computes the same name (``run_key`` is the run's id, which xdist
+    gives every worker), and the name reveals nothing of the values.
+    """
+    if not variant:
+        return _DEFAULT_SLOT
+    digest = hmac.new(run_key.encode(), json.dumps(variant).encode(), hashlib.sha256)
+    return f"{_DEFAULT_SLOT}-{digest.hexdigest()[:24]}"
 
 
 def _describe(
@@ -99,97 +113,142 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-@contextmanager
-def shared_server(
-    config: BundleConfig,
-    env: Mapping[str, str | None],
-    state: ServerState,
-    shared_dir: Path,
-    worker: str,
-    log_dir: Path,
-) -> Iterator[str]:
-    """Attach to the workers' shared server, starting it when this worker is the first."""
-    from filelock import FileLock
+class SharedSlot:
+    """One environment's server as the xdist workers share it: attach, leave, retire, close."""
 
-    me = os.getpid()
-    state_path = shared_dir / _STATE_FILE
-    lock = FileLock(str(shared_dir / _LOCK_FILE))
-    with lock.acquire(timeout=config.startup_timeout + 30):
-        data = _read(state_path)
-        if data is not None and _alive(int(data["owner_pid"])):
-            differences = _differences(_describe(config, env, str(data["salt"])), data["server"])
-            if differences:
-                state.fail(
-                    f"hosted_api_server: shared mode (--hosted-api-shared) cannot serve xdist "
-                    f"worker {worker}: its hosted_api_env (with hosted_api_server_env) differs "
-                    f"from the one the shared server was started with by worker "
-                    f"{data['owner_worker']}: {'; '.join(differences)}. Give every worker the "
-                    "same environment, or drop --hosted-api-shared so each worker starts its "
-                    "own server."
-                )
-            if data.get("failure"):
-                state.fail(
-                    "hosted_api_server could not start: the shared server failed to start in "
-                    f"xdist worker {data['owner_worker']}, whose report (in "
-                    f"{data.get('failed_test') or 'its first server test'}) has the full error: "
-                    f"{data['failure']}"
-                )
-            data["users"] = [pid for pid in data["users"] if _alive(int(pid))] + [me]
-            _write(state_path, data)
-            owner = False
-        else:
-            owner = True
-            salt = secrets.token_hex(16)
-            record: dict[str, Any] = {
-                "owner_pid": me,
-                "owner_worker": worker,
-                "salt": salt,
-                "server": _describe(config, env, salt),
-            }
-            context = run_server(config, env, state, log_dir)
-            try:
-                url = context.__enter__()
-            except BaseException as error:
-                reason = (
-                    str(state.start_error or error) or "the server did not start"
-                ).splitlines()
-                record.update(
-                    failure=reason[0].removeprefix("hosted_api_server could not start: "),
-                    failed_test=state.current_test,
-                    users=[],
-                )
-                _write(state_path, record)
-                raise
-            data = {**record, "url": url, "users": [me]}
-            _write(state_path, data)
-    owner_pid = int(data["owner_pid"])
-    shared_url = str(data["url"])
-    state.owner_alive = lambda: _alive(owner_pid)
-    state.owner_description = f"xdist worker {data['owner_worker']} (pid {owner_pid})"
-    if not owner:
+    def __init__(
+        self,
+        config: BundleConfig,
+        env: Mapping[str, str | None],
+        state: ServerState,
+        shared_dir: Path,
+        slot: str,
+        worker: str,
+        log_dir: Callable[[], Path],
+        stats: StartStats,
+    ) -> None:
+        from filelock import FileLock
+
+        self._config = config
+        self._env = env
+        self._state = state
+        self._worker = worker
+        self._log_dir = log_dir
+        self._stats = stats
+        self._path = shared_dir / f"{slot}.json"
+        self._lock = FileLock(str(shared_dir / f"{slot}.lock"))
+        self._me = os.getpid()
+        self._owner_pid: int | None = None
+        self._server: Any = None  # the run_server context while this worker owns the server
+        self.owner = False
+
+    def attach(self) -> str:
+        """Attach to the workers' server for this environment, starting it if there is none."""
+        config, state = self._config, self._state
+        with self._lock.acquire(timeout=config.startup_timeout + 30):
+            data = _read(self._path)
+            if data is not None and _alive(int(data["owner_pid"])):
+                self._refuse_if_different(data)
+                if data.get("failure"):
+                    state.fail(
+                        f"{state.what} could not start: the shared server failed to start in "
+                        f"xdist worker {data['owner_worker']}, whose report (in "
+                        f"{data.get('failed_test') or 'its first server test'}) has the full "
+                        f"error: {data['failure']}"
+                    )
+                data["users"] = [pid for pid in data["users"] if _alive(int(pid))] + [self._me]
+                _write(self._path, data)
+                self.owner = False
+            else:
+                data = self._start()
+                self.owner = True
+        owner_pid = int(data["owner_pid"])
+        self._owner_pid = owner_pid
+        state.owner_alive = lambda: _alive(owner_pid)
+        state.owner_description = f"xdist worker {data['owner_worker']} (pid {owner_pid})"
+        return str(data["url"])
+
+    def _refuse_if_different(self, data: Mapping[str, Any]) -> None:
+        state = self._state
+        differences = _differences(
+            _describe(self._config, self._env, str(data["salt"])), data["server"]
+        )
+        if not differences:
+            return
+        marker = "" if not state.label else " and the hosted_api_env marker's"
+        state.fail(
+            f"{state.what}: shared mode (--hosted-api-shared) cannot serve xdist worker "
+            f"{self._worker}: its hosted_api_env (with hosted_api_server_env{marker}) differs "
+            f"from the one the shared server was started with by worker {data['owner_worker']}: "
+            f"{'; '.join(differences)}. Give every worker the same environment, or drop "
+            "--hosted-api-shared so each worker starts its own server."
+        )
+
+    def _start(self) -> dict[str, Any]:
+        """Start the server as its owner (under the lock) and record it, or record the failure."""
+        state = self._state
+        salt = secrets.token_hex(16)
+        record: dict[str, Any] = {
+            "owner_pid": self._me,
+            "owner_worker": self._worker,
+            "salt": salt,
+            "server": _describe(self._config, self._env, salt),
+        }
+        context = run_server(self._config, self._env, state, self._log_dir(), self._stats)
         try:
-            yield shared_url
-        finally:
-            with lock:
-                current = _read(state_path)
-                if current is not None and current.get("owner_pid") == owner_pid:
-                    current["users"] = [pid for pid in current["users"] if pid != me]
-                    _write(state_path, current)
-        return
-    try:
-        yield shared_url
-    finally:
-        _wait_for_users_then_close(lock, state_path, me)
-        context.__exit__(None, None, None)
+            url = context.__enter__()
+        except BaseException as error:
+            reason = (str(state.start_error or error) or "the server did not start").splitlines()
+            record.update(
+                failure=reason[0].removeprefix(f"{state.what} could not start: "),
+                failed_test=state.current_test,
+                users=[],
+            )
+            _write(self._path, record)
+            raise
+        self._server = context
+        data = {**record, "url": url, "users": [self._me]}
+        _write(self._path, data)
+        return data
 
+    def leave(self) -> None:
+        """A user (not the owner) stops using the server; the owner may then retire it."""
+        with self._lock:
+            current = _read(self._path)
+            if current is not None and current.get("owner_pid") == self._owner_pid:
+                current["users"] = [pid for pid in current["users"] if pid != self._me]
+                _write(self._path, current)
 
-def _wait_for_users_then_close(lock: Any, state_path: Path, me: int) -> None:
-    """Block the owner until every other user has left or died, then retire the record."""
-    while True:
-        with lock:
-            data = _read(state_path) or {"users": []}
-            others = [pid for pid in data["users"] if pid != me and _alive(int(pid))]
-            if not others:
-                state_path.unlink(missing_ok=True)
-                return
-        time.sleep(_WAIT_STEP)
+    def try_retire(self) -> bool:
+        """The owner stops the server if no other worker uses it now; False if one does.
+
+        The record goes under the lock, so no worker can attach to a server being stopped: the
+        next one to need this environment starts it again.
+        """
+        with self._lock:
+            data = _read(self._path) or {"users": []}
+            if any(pid != self._me and _alive(int(pid)) for pid in data["users"]):
+                return False
+            self._path.unlink(missing_ok=True)
+        self._stop()
+        return True
+
+    def close(self) -> None:
+        """At session end: a user leaves; the owner waits for the users to go, then stops it."""
+        if not self.owner:
+            self.leave()
+            return
+        while True:
+            with self._lock:
+                data = _read(self._path) or {"users": []}
+                others = [pid for pid in data["users"] if pid != self._me and _alive(int(pid))]
+                if not others:
+                    self._path.unlink(missing_ok=True)
+                    break
+            time.sleep(_WAIT_STEP)
+        self._stop()
+
+    def _stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.__exit__(None, None, None)

@@ -8,46 +8,49 @@ sibling packages are imported when a test asks for a fixture that needs them.
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 from collections.abc import Generator, Iterator, Mapping
-from typing import TYPE_CHECKING
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._checks import SettingsRecheck, setting_problems, startup_problems
+from ._checks import SettingsRecheck, env_problems, setting_problems, startup_problems
 from ._config import BundleConfig, add_options, check_app_importable, child_python_path, read_config
+from ._factory import Holders, HostedApiServerFactory, make_factory
 from ._hosted import (
     ServerStartFailed,
     ServerState,
     SettingsOverride,
-    build_child_env,
+    StartStats,
     default_child_env,
     default_settings_override,
-    run_server,
 )
+from ._markers import MARKER, MARKER_HELP, marker_env, marker_problems
 from ._virtual import wrap_in_virtual_time
 
 if TYPE_CHECKING:
     from fake_sleep import SleepRecorder, VirtualClock, VirtualTime
+
+    from ._pool import ServerPool
 
 # sys.path as it was before pytest added rootdir, conftest folders and `pythonpath` entries:
 # whatever is added after this point is what the server child needs on its PYTHONPATH.
 _BASELINE_SYS_PATH = tuple(sys.path)
 
 _CONFIG = pytest.StashKey[BundleConfig]()
-_SERVER = pytest.StashKey[ServerState]()
+_STATS = pytest.StashKey[StartStats]()
+_HOLDERS = pytest.StashKey[Holders]()
+_POOL: pytest.StashKey[ServerPool] = pytest.StashKey()
+_USED = pytest.StashKey[list[ServerState]]()  # on an item: the servers its fixtures asked for
 _VIRTUAL: pytest.StashKey[VirtualTime] = pytest.StashKey()
 _RECHECK = pytest.StashKey[SettingsRecheck]()
 _OUTPUT_LINES_IN_REPORT = 100
+_WORKER_FIGURES = "pytest_bundle_servers"
 
 
 def _config(config: pytest.Config) -> BundleConfig:
     return config.stash[_CONFIG]
-
-
-def _state(config: pytest.Config) -> ServerState:
-    return config.stash[_SERVER]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,8 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CONFIG] = read_config(config)
-    worker = getattr(config, "workerinput", {}).get("workerid", "")
-    config.stash[_SERVER] = ServerState(worker=worker)
+    config.addinivalue_line("markers", MARKER_HELP)
+    config.stash[_STATS] = StartStats()
+    config.stash[_HOLDERS] = Holders()
     config.stash[_RECHECK] = SettingsRecheck()
     if not _is_xdist_worker(config):
         config.pluginmanager.register(_WorkerUsageErrors(), "pytest-bundle-worker-usage-errors")
@@ -83,12 +87,16 @@ def _stop_on(problems: list[str]) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Check what needs the user's modules, now imported; a problem stops the session here.
+    """Check what needs the user's modules, now imported, and the hosted_api_env markers.
 
-    An xdist worker cannot raise a usage error (its controller would report an internal error),
-    so it reports a failed collection instead, runs nothing, and the controller exits with 4.
+    A problem stops the session here, before any server starts. An xdist worker cannot raise a
+    usage error (its controller would report an internal error), so it reports a failed
+    collection instead, runs nothing, and the controller exits with 4.
     """
-    problems = startup_problems(_config(session.config))
+    problems = [
+        *startup_problems(_config(session.config)),
+        *marker_problems(session.items),
+    ]
     session.config.stash[_RECHECK].mark_checked()
     if not problems or not _is_xdist_worker(session.config):
         _stop_on(problems)
@@ -119,35 +127,99 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     bundle = _config(config)
     return [
         f"pytest-bundle: hosted_api_app={bundle.app} (prefix {bundle.prefix or '/'}), "
-        f"url setting={bundle.url_setting}"
-        + (", shared server under xdist" if bundle.shared else "")
+        f"url setting={bundle.url_setting}, server pool size {bundle.pool_size}"
+        + (", shared servers under xdist" if bundle.shared else "")
     ]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line: how many servers the session started and how long their starts took."""
+    config = terminalreporter.config
+    stats = config.stash.get(_STATS, None)
+    line = stats.summary(_config(config).pool_size) if stats is not None else None
+    if line:
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker sends its server figures to the controller, which prints the summary."""
+    output = getattr(session.config, "workeroutput", None)
+    stats = session.config.stash.get(_STATS, None)
+    if output is not None and stats is not None:
+        output[_WORKER_FIGURES] = stats.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On an xdist controller: add a finished worker's server figures."""
+    figures = getattr(node, "workeroutput", {}).get(_WORKER_FIGURES)
+    stats = node.config.stash.get(_STATS, None)
+    if figures and stats is not None:
+        stats.add(figures)
+
+
+# --- which servers a test uses, and their failures ------------------------------------------
+
+
+def _note_used(item: pytest.Item, state: ServerState) -> None:
+    used = item.stash.setdefault(_USED, [])
+    if not any(known is state for known in used):
+        used.append(state)
+
+
+def _servers_of(item: pytest.Item) -> list[ServerState]:
+    """The servers a test used: asked for in its fixtures, or held by fixtures it uses."""
+    pool = item.config.stash.get(_POOL, None)
+    if pool is None:
+        return []
+    known: list[ServerState] = item.stash.get(_USED, [])
+    used = list(known)
+    names = set(getattr(item, "fixturenames", ()))
+    for state in pool.states():
+        if state.used_by & names and not any(known is state for known in used):
+            used.append(state)
+    return used
+
+
+def _first_or_pointer(item: pytest.Item, error: ServerStartFailed) -> BaseException:
+    """The full error for the test that met it first; a one-line pointer for later tests."""
+    state = error.state
+    if state is None:
+        return error
+    if state.failed_test is None:
+        state.failed_test = item.nodeid
+    if state.failed_test == item.nodeid:
+        return error
+    return pytest.fail.Exception(state.short_failure(), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the server's output to the report of a failing test that used the server.
+    """Attach each used server's output to the report of a failing test, naming the server.
 
-    When the server could not start, only the test that reported it gets the output.
+    When a server could not start, only the test that reported it gets its output.
     """
     report = yield
     if not report.failed:
         return report
-    state = _state(item.config)
-    if state.failed_test is not None:
-        wanted = item.nodeid == state.failed_test and call.when == "setup"
-    else:
-        wanted = "hosted_api_server" in getattr(item, "fixturenames", ())
-    if wanted and state.output is not None:
+    for state in _servers_of(item):
+        if state.failed_test is not None:
+            if item.nodeid != state.failed_test or call.when == "teardown":
+                continue
+        elif state.start_error is not None:
+            continue
+        if state.output is None:
+            continue
         try:
             lines = state.output().splitlines()[-_OUTPUT_LINES_IN_REPORT:]
         except Exception as error:  # the report must not fail because the log is gone
             lines = [f"(output unavailable: {error})"]
         if lines:
+            which = f", server with {state.label}" if state.label else ""
             report.sections.append(
-                (f"hosted API server output (last {len(lines)} lines)", "\n".join(lines))
+                (f"hosted API server output{which} (last {len(lines)} lines)", "\n".join(lines))
             )
     return report
 
@@ -155,38 +227,53 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Report a server start failure in full once; later tests point to that first report."""
-    state = _state(item.config)
-    state.current_test = item.nodeid
+    item.config.stash[_HOLDERS].item = item
     try:
         return (yield)
-    except ServerStartFailed:
-        if state.failed_test is None:
-            state.failed_test = item.nodeid
-        if state.failed_test == item.nodeid:
-            raise
-    pytest.fail(state.short_failure(), pytrace=False)
+    except ServerStartFailed as error:
+        raise _first_or_pointer(item, error) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """From here on a factory call is no longer the test's: it is held until the session ends."""
+    item.config.stash[_HOLDERS].item = None
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(request: pytest.FixtureRequest) -> Generator[None, object, object]:
+    """Note which fixture is being set up: a factory call in it is held for its lifetime."""
+    holders = request.config.stash.get(_HOLDERS, None)
+    if holders is None:
+        return (yield)
+    with holders.setting_up(request):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Fail clearly when a shared server's owner died; run virtual_clock tests in virtual time."""
-    if "hosted_api_server" in getattr(item, "fixturenames", ()):
-        state = _state(item.config)
-        if state.owner_alive is not None and not state.owner_alive():
-            pytest.fail(
-                f"hosted_api_server: the shared server is gone: {state.owner_description}, which "
-                "started it, has died (the server stops with the process that started it).",
-                pytrace=False,
-            )
+    if _config(item.config).shared:
+        for state in _servers_of(item):
+            if state.owner_alive is not None and not state.owner_alive():
+                pytest.fail(
+                    f"{state.what}: the shared server is gone: {state.owner_description}, "
+                    "which started it, has died (the server stops with the process that "
+                    "started it).",
+                    pytrace=False,
+                )
     block = item.stash.get(_VIRTUAL, None)
-    if block is None or not isinstance(item, pytest.Function):
-        return (yield)
-    original = item.obj
-    item.obj = wrap_in_virtual_time(original, block)
+    original = getattr(item, "obj", None)
+    if block is not None and isinstance(item, pytest.Function):
+        item.obj = wrap_in_virtual_time(item.obj, block)
     try:
         return (yield)
+    except ServerStartFailed as error:  # hosted_api_server_factory called in the test body
+        raise _first_or_pointer(item, error) from None
     finally:
-        item.obj = original
+        if block is not None and isinstance(item, pytest.Function):
+            item.obj = original
 
 
 # --- configuration fixtures (override them in a conftest) ---------------------------------------
@@ -217,50 +304,105 @@ def hosted_api_settings_override() -> SettingsOverride:
 
 
 @pytest.fixture(scope="session")
-def hosted_api_server(
+def _hosted_api_pool(
     request: pytest.FixtureRequest,
     hosted_api_env: object,  # checked: an override may return anything
     tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerPool]:
+    """The session's servers, one per environment, stopped when the session ends."""
+    from ._pool import DEFAULT, ServerPool, Sharing
+
+    config = request.config
+    bundle = _config(config)
+    holders = config.stash[_HOLDERS]
+    workerinput = getattr(config, "workerinput", {})
+    worker = str(workerinput.get("workerid", ""))
+    sharing = None
+    if bundle.shared and worker:
+        shared_dir = tmp_path_factory.getbasetemp().parent
+        run_key = str(workerinput.get("testrunuid") or shared_dir)
+        sharing = Sharing(shared_dir, run_key, worker)
+    pool = ServerPool(
+        config=bundle,
+        user_env=hosted_api_env,
+        python_path=child_python_path(config, _BASELINE_SYS_PATH),
+        log_dir=lambda: tmp_path_factory.mktemp("hosted-api-server"),
+        stats=config.stash[_STATS],
+        current_test=lambda: holders.current_test,
+        worker=worker,
+        sharing=sharing,
+    )
+    pool.state(DEFAULT).used_by.add("hosted_api_server")
+    config.stash[_POOL] = pool
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def hosted_api_server(
+    request: pytest.FixtureRequest, _hosted_api_pool: ServerPool
 ) -> Iterator[str]:
     """Run the configured ASGI app in a uvicorn subprocess; yield its API URL.
 
     The URL is ``http://127.0.0.1:<port><prefix>``. The server starts once per session (per
     xdist worker, or once for all workers with ``--hosted-api-shared``) and stops at its end.
+    It is the default server: ``hosted_api_env`` markers do not change it.
     """
-    bundle = _config(request.config)
-    state = _state(request.config)
     _check_late(request)
-    env = build_child_env(
-        bundle, hosted_api_env, child_python_path(request.config, _BASELINE_SYS_PATH), state
-    )
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    log_dir = tmp_path_factory.mktemp("hosted-api-server")
-    if bundle.shared and worker:
-        from ._sharing import shared_server
-
-        shared_dir = tmp_path_factory.getbasetemp().parent
-        with shared_server(bundle, env, state, shared_dir, worker, log_dir) as url:
-            yield url
-    else:
-        with run_server(bundle, env, state, log_dir) as url:
-            yield url
+    with _hosted_api_pool.hold(()) as url:
+        yield url
 
 
 @pytest.fixture
 def use_hosted_api_server(
     request: pytest.FixtureRequest,
-    hosted_api_server: str,
     hosted_api_settings_override: SettingsOverride,
 ) -> Iterator[str]:
     """For one test, point the URL setting at the hosted server and apply the extra settings.
 
-    Both apply in the test process only (where the client runs); the server never sees them.
+    The server is the default one, or, under ``@pytest.mark.hosted_api_env(...)``, the pooled
+    server started with that environment, held until the test's teardown. The settings apply
+    in the test process only (where the client runs); the server never sees them.
     """
     bundle = _config(request.config)
     _check_late(request)
-    updates = {bundle.url_setting: hosted_api_server, **bundle.extra_settings}
-    with hosted_api_settings_override(updates):
-        yield hosted_api_server
+    overrides = marker_env(request.node)
+    pool: ServerPool = request.getfixturevalue("_hosted_api_pool")
+    with ExitStack() as stack:
+        if overrides is None:
+            _note_used(request.node, pool.state(()))
+            url: str = request.getfixturevalue("hosted_api_server")
+        else:
+            problems = env_problems(overrides)  # a registry defined after collection
+            if problems:
+                pytest.fail(
+                    f"{request.node.nodeid}: @pytest.mark.{MARKER}: " + " ".join(problems),
+                    pytrace=False,
+                )
+            variant = pool.variant(overrides)
+            _note_used(request.node, pool.state(variant))
+            url = stack.enter_context(pool.hold(variant))
+        updates = {bundle.url_setting: url, **bundle.extra_settings}
+        stack.enter_context(hosted_api_settings_override(updates))
+        yield url
+
+
+@pytest.fixture(scope="session")
+def hosted_api_server_factory(
+    request: pytest.FixtureRequest, _hosted_api_pool: ServerPool
+) -> HostedApiServerFactory:
+    """A callable ``(env={}) -> str``: the API URL of a server started with ``env`` over the
+    default server's environment (None removes a name).
+
+    Servers come from the same pool as the default one and the markers' (the same environment
+    gives the same server). The server stays held, never stopped to make room, while whoever
+    called the factory lives: the fixture being set up (a session fixture: the whole session),
+    else the running test.
+    """
+    _check_late(request)
+    return make_factory(_hosted_api_pool, request.config.stash[_HOLDERS], _note_used)
 
 
 def _check_late(request: pytest.FixtureRequest) -> None:
