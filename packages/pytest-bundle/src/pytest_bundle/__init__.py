@@ -6,6 +6,8 @@ Importing this package must stay cheap: pytest loads it in every session through
 
 from __future__ import annotations
 
+from ._factory import HostedApiServerFactory
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["HostedApiServerFactory", "__version__"]

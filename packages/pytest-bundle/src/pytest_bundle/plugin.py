@@ -264,16 +264,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                     pytrace=False,
                 )
     block = item.stash.get(_VIRTUAL, None)
-    original = getattr(item, "obj", None)
-    if block is not None and isinstance(item, pytest.Function):
-        item.obj = wrap_in_virtual_time(item.obj, block)
+    if block is None or not isinstance(item, pytest.Function):
+        try:
+            return (yield)
+        except ServerStartFailed as error:  # hosted_api_server_factory called in the test body
+            raise _first_or_pointer(item, error) from None
+    original = item.obj
+    item.obj = wrap_in_virtual_time(original, block)
     try:
         return (yield)
-    except ServerStartFailed as error:  # hosted_api_server_factory called in the test body
-        raise _first_or_pointer(item, error) from None
     finally:
-        if block is not None and isinstance(item, pytest.Function):
-            item.obj = original
+        item.obj = original
 
 
 # --- configuration fixtures (override them in a conftest) ---------------------------------------
