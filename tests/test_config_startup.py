@@ -535,3 +535,116 @@ def test_uses(use_hosted_api_server):
     settings_override = sys.modules.get("settings_override")
     if settings_override is not None:
         assert not settings_override.is_registered("INNER_ONLY_FLAG")
+
+
+# --- hosted_api_env markers: checked after collection, before any server starts ----------------
+
+
+@pytest.mark.parametrize(
+    ("marked", "expected"),
+    [
+        (
+            "@pytest.mark.hosted_api_env(ORD_FALG='true')\ndef test_flag(use_hosted_api_server):",
+            [
+                "test_marked.py::test_flag: @pytest.mark.hosted_api_env:",
+                "'ORD_FALG' is not a registered setting",
+                "did you mean 'ORD_FLAG'?",
+            ],
+        ),
+        (
+            "@pytest.mark.hosted_api_env(ORD_FLAG='maybe')\nclass TestFlags:\n"
+            "    def test_flag(self, use_hosted_api_server):",
+            [
+                "test_marked.py::TestFlags: @pytest.mark.hosted_api_env:",
+                "ORD_FLAG='maybe' does not fit the registered setting ORD_FLAG (bool)",
+            ],
+        ),
+        (
+            "pytestmark = pytest.mark.hosted_api_env(ORD_PIN='hunter2')\n"
+            "def test_pin(use_hosted_api_server):",
+            ["test_marked.py: @pytest.mark.hosted_api_env:", "ORD_PIN=***", "expected an integer"],
+        ),
+        (
+            "@pytest.mark.hosted_api_env(ORD_RETRIES=5)\n"
+            "@pytest.mark.parametrize('n', [1, 2])\ndef test_retries(use_hosted_api_server, n):",
+            [
+                "test_marked.py::test_retries: @pytest.mark.hosted_api_env:",
+                "ORD_RETRIES=5 is int, but environment values are strings",
+                "write ORD_RETRIES='5'",
+            ],
+        ),
+        (
+            "@pytest.mark.hosted_api_env('ORD_FLAG=true')\ndef test_flag(use_hosted_api_server):",
+            ["test_flag: @pytest.mark.hosted_api_env: takes NAME='value' keyword arguments only"],
+        ),
+    ],
+    ids=["misspelt", "bad-value-on-a-class", "secret-on-a-module", "not-a-string", "positional"],
+)
+def test_a_bad_hosted_api_env_marker_stops_the_session_before_any_server_starts(
+    pytester: pytest.Pytester, marked: str, expected: list[str]
+) -> None:
+    pytester.makepyfile(ordersettings=ORDER_SETTINGS)
+    pytester.makeconftest(CLOSE_REGISTRY)
+    body = "        pathlib.Path('ran.txt').write_text('ran')\n"
+    if "class" not in marked:
+        body = body[4:]
+    source = f"import pathlib\n\nimport pytest\n\nimport ordersettings\n\n{marked}\n{body}"
+    pytester.makepyfile(test_marked=source)
+    result = pytester.runpytest("-p", "no:randomly", "--strict-markers")  # in-process
+    _assert_stopped(pytester, result, *expected)
+    assert "hunter2" not in result.stdout.str() + result.stderr.str()
+    assert "hosted API server" not in result.stdout.str()  # none started
+
+
+def test_a_bad_marker_under_xdist_stops_the_run_with_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        ordersettings=ORDER_SETTINGS,
+        test_marked="""
+import pathlib
+
+import pytest
+
+import ordersettings
+
+
+@pytest.mark.hosted_api_env(ORD_FALG="true")
+def test_flag(use_hosted_api_server):
+    pathlib.Path("ran.txt").write_text("ran")
+""",
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly", timeout=120)
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert not (pytester.path / "ran.txt").exists()
+    assert "test_marked.py::test_flag: @pytest.mark.hosted_api_env:" in text
+    assert "did you mean 'ORD_FLAG'?" in text
+    assert "INTERNALERROR" not in text
+
+
+def test_a_good_marker_on_registered_settings_reaches_the_server(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        ordersettings=ORDER_SETTINGS,
+        test_marked="""
+import httpx
+import pytest
+
+import ordersettings
+
+
+@pytest.mark.hosted_api_env(ORD_FLAG="yes", ORD_RETRIES="7", PLAIN_NAME="x")
+def test_flag(use_hosted_api_server):
+    def seen(name):
+        return httpx.get(f"{use_hosted_api_server}/env/{name}").json()["value"]
+
+    assert (seen("ORD_FLAG"), seen("ORD_RETRIES"), seen("PLAIN_NAME")) == ("yes", "7", "x")
+    assert ordersettings.API_URL.value() == use_hosted_api_server
+    assert ordersettings.FLAG.value() is False  # the marker is for the server, not the tests
+""",
+    )
+    pytester.makeini("[pytest]\nhosted_api_url_setting = ORD_API_URL\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--strict-markers", timeout=60)
+    result.assert_outcomes(passed=1)

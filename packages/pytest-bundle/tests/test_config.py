@@ -17,7 +17,7 @@ def test_show(request):
         "health": bundle.full_health_path, "startup": bundle.startup_timeout,
         "shutdown": bundle.shutdown_timeout, "url_setting": bundle.url_setting,
         "extra": bundle.extra_settings, "server_env": bundle.server_env,
-        "autouse": bundle.autouse, "shared": bundle.shared,
+        "autouse": bundle.autouse, "shared": bundle.shared, "pool_size": bundle.pool_size,
         "targets": list(bundle.sleep_targets), "clocks": list(bundle.sleep_clocks),
         "end": bundle.virtual_clock_end,
     }))
@@ -49,6 +49,7 @@ def test_defaults_serve_the_demo_app(pytester: pytest.Pytester) -> None:
         "server_env": {},
         "autouse": False,
         "shared": False,
+        "pool_size": 4,
         "targets": ["anyio.sleep"],
         "clocks": ["pendulum.now"],
         "end": None,
@@ -73,6 +74,7 @@ def test_ini_options_are_read(pytester: pytest.Pytester) -> None:
             MYAPP_CSRF_ENABLED=false
             MYAPP_ALLOWED = a, b,c
         hosted_api_shared = yes
+        hosted_api_pool_size = 2
         mock_anyio_sleep_targets =
             anyio.sleep, anyio.sleep_forever
             asyncio.sleep
@@ -92,6 +94,7 @@ def test_ini_options_are_read(pytester: pytest.Pytester) -> None:
     assert shown["extra"] == {"MYAPP_CSRF_ENABLED": "false", "MYAPP_MODE": "test=1"}
     assert shown["server_env"] == {"MYAPP_CSRF_ENABLED": "false", "MYAPP_ALLOWED": "a, b,c"}
     assert shown["shared"] is True
+    assert shown["pool_size"] == 2
     assert shown["targets"] == ["anyio.sleep", "anyio.sleep_forever", "asyncio.sleep"]
     assert shown["clocks"] == ["time.time"]
     assert shown["end"] == 3600.0
@@ -105,11 +108,13 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
         hosted_api_shared = true
         hosted_api_factory = false
         hosted_api_startup_timeout = 5
+        hosted_api_pool_size = 2
         """
     )
     pytester.makepyfile(SHOW_CONFIG)
     result = pytester.runpytest(
         "-s",
+        "--hosted-api-pool-size=7",
         "--hosted-api-prefix=/v3",
         "--no-hosted-api-shared",
         "--hosted-api-factory",
@@ -128,6 +133,7 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
     assert shown["shared"] is False
     assert shown["factory"] is True
     assert shown["startup"] == 7.0
+    assert shown["pool_size"] == 7
     assert shown["extra"] == {"A": "1", "B": "2"}
     assert shown["server_env"] == {"HOSTS": "a,b", "MODE": "x", "LIST": "1,2"}
     assert shown["targets"] == ["anyio.sleep", "asyncio.sleep"]
@@ -161,6 +167,13 @@ def test_boolean_flag_never_swallows_a_test_path(pytester: pytest.Pytester) -> N
         ("mock_anyio_sleep_clocks = time.time; time.monotonic", "mock_anyio_sleep_clocks (ini)"),
         ("virtual_clock_end = forever", "virtual_clock_end (ini)"),
         (
+            "hosted_api_pool_size = 0",
+            "hosted_api_pool_size (ini) / --hosted-api-pool-size (command line): expected a "
+            "positive whole number (how many servers may run at once), got '0'.",
+        ),
+        ("hosted_api_pool_size = many", "hosted_api_pool_size (ini)"),
+        ("hosted_api_pool_size = 1.5", "expected a positive whole number"),
+        (
             "hosted_api_app = surely_missing_module_xyz.app:create_app",
             "cannot find module 'surely_missing_module_xyz'",
         ),
@@ -174,6 +187,39 @@ def test_bad_values_are_one_usage_error(pytester: pytest.Pytester, ini: str, exp
     errors = [line for line in result.errlines if expected in line]
     assert len(errors) == 1, result.errlines
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("value", ["-1", "two", ""])
+def test_a_bad_pool_size_on_the_command_line_is_one_usage_error(
+    pytester: pytest.Pytester, value: str
+) -> None:
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    result = pytester.runpytest(f"--hosted-api-pool-size={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if "--hosted-api-pool-size" in line]
+    assert len(errors) == 1, result.errlines
+    assert "expected a positive whole number" in errors[0]
+
+
+def test_the_hosted_api_env_marker_is_registered(pytester: pytest.Pytester) -> None:
+    # --strict-markers accepts it; a test that asks for no server starts none.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.hosted_api_env(MODULE_LEVEL="1")
+
+        @pytest.mark.hosted_api_env(FEATURE_X="on", OTHER=None)
+        class TestFlags:
+            def test_plain(self):
+                pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert "hosted API server" not in result.stdout.str()
+    markers = pytester.runpytest("--markers").stdout.str()
+    assert "@pytest.mark.hosted_api_env(NAME='value', ...)" in markers
 
 
 def test_app_module_found_through_pythonpath_ini(pytester: pytest.Pytester) -> None:
@@ -198,7 +244,10 @@ def test_report_header_names_app_and_url_setting(pytester: pytest.Pytester) -> N
     pytester.makepyfile(test_a="def test_a():\n    pass\n")
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(
-        ["pytest-bundle: hosted_api_app=server_launcher.demo:create_app*url setting=SHOP_API_URL*"]
+        [
+            "pytest-bundle: hosted_api_app=server_launcher.demo:create_app*"
+            "url setting=SHOP_API_URL, server pool size 4"
+        ]
     )
 
 
@@ -215,5 +264,7 @@ def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
         "hosted_api_extra_settings",
         "--hosted-api-server-env",
         "hosted_api_server_env",
+        "--hosted-api-pool-size",
+        "hosted_api_pool_size",
     ):
         assert name in text
