@@ -11,9 +11,11 @@ run over the bound until a hold ends; it is trimmed back then.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,35 @@ if TYPE_CHECKING:
 Variant = tuple[tuple[str, "str | None"], ...]
 DEFAULT: Variant = ()
 _ABSENT = object()
+
+
+def _all_at_once(calls: list[Callable[[], None]]) -> None:
+    """Run the calls in a thread each and wait for all; then raise the first error, if any.
+
+    Stopping a server is safe from any thread (the launcher's own thread keeps it tied to this
+    process); each stop mostly waits for the server to exit, so they overlap completely.
+    """
+    if len(calls) <= 1:
+        for call in calls:
+            call()
+        return
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], None]) -> None:
+        try:
+            call()
+        except BaseException as error:  # re-raised below, in the session's thread
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=run, args=(call,), name="pytest-bundle stop") for call in calls
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def variant_label(variant: Variant) -> str:
@@ -144,14 +175,18 @@ class ServerPool:
         self._make_room(self.size)
 
     def close(self) -> None:
-        """Stop (or leave) every server: at session end, after every fixture let go."""
+        """Stop (or leave) every server: at session end, after every fixture let go.
+
+        Users leave first (an owner waits for them); then the servers this process runs stop
+        all at once, so a pool of N servers stops in the time of one.
+        """
         self._closed = True
         running = [entry for entry in self._entries.values() if entry.url is not None]
-        with ExitStack() as stack:  # every server is stopped even when one stop raises
-            # Callbacks run last-in first-out: users leave first, then owners wait and stop.
-            for entry in (e for e in running if e.owned):
-                stack.callback(self._close_entry, entry)
-            for entry in (e for e in running if not e.owned):
+        users = [entry for entry in running if not entry.owned]
+        owned = [entry for entry in running if entry.owned]
+        with ExitStack() as stack:  # every server is stopped even when leaving one raises
+            stack.callback(_all_at_once, [partial(self._close_entry, e) for e in owned])
+            for entry in users:
                 stack.callback(self._close_entry, entry)
 
     # --- internals ------------------------------------------------------------------------
