@@ -241,9 +241,20 @@ def test_the_bound_stops_only_idle_servers(pytester: pytest.Pytester) -> None:
     assert _summary(roomy) == (2, 0)
 
 
-def test_the_default_server_is_held_for_the_session(pytester: pytest.Pytester) -> None:
+def test_the_default_and_a_session_fixtures_server_are_held_for_the_session(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makepyfile(envhelper=ENV_HELPER)
     pytester.makeini("[pytest]\nhosted_api_pool_size = 1\n")
+    pytester.makeconftest(
+        """
+import pytest
+
+@pytest.fixture(scope="session")
+def legacy_api(hosted_api_server_factory):
+    return hosted_api_server_factory({"SIDE": "legacy"})
+"""
+    )
     pytester.makepyfile(
         test_held="""
 import pytest
@@ -257,8 +268,12 @@ def test_default_first(hosted_api_server):
     URLS.append(hosted_api_server)
 
 
+def test_legacy_first(legacy_api):
+    assert server_env(legacy_api, "SIDE") == "legacy"
+
+
 @pytest.mark.hosted_api_env(SIDE="a")
-def test_marker_beside_it(use_hosted_api_server, hosted_api_server):
+def test_marker_beside_them(use_hosted_api_server, hosted_api_server):
     assert server_env(use_hosted_api_server, "SIDE") == "a"
     assert server_env(hosted_api_server, "SIDE") is None
 
@@ -266,12 +281,16 @@ def test_marker_beside_it(use_hosted_api_server, hosted_api_server):
 def test_default_again(use_hosted_api_server):
     assert use_hosted_api_server == URLS[0]
     assert server_env(use_hosted_api_server, "SIDE") is None
+
+
+def test_legacy_still_served(legacy_api):
+    assert server_env(legacy_api, "SIDE") == "legacy"
 """
     )
     result = _run(pytester)
-    result.assert_outcomes(passed=3)
-    # a ran over the bound beside the held default server, and was stopped after its test
-    assert _summary(result) == (2, 1)
+    result.assert_outcomes(passed=5)
+    # Over the bound, beside the two held ones, a ran, and was stopped after its test.
+    assert _summary(result) == (3, 1)
 
 
 def test_a_start_failure_is_reported_once_per_environment_with_the_server_named(
@@ -318,11 +337,15 @@ def test_default_still_works(use_hosted_api_server):
 @pytest.mark.hosted_api_env(API_TOKEN="hunter2", SIDE="x")
 def test_failing_under_a_marker(use_hosted_api_server):
     assert False, "the test's own failure"
+
+
+def test_factory_in_the_body_points_to_the_first_error(hosted_api_server_factory):
+    hosted_api_server_factory({"BREAK_AT_START": "yes", "API_TOKEN": "hunter2"})
 """,
     )
     pytester.makeini("[pytest]\nhosted_api_app = flakyapp:create_app\n")
     result = _run(pytester, "--tb=short")
-    result.assert_outcomes(passed=1, failed=1, errors=3)
+    result.assert_outcomes(passed=1, failed=2, errors=3)
     text = result.stdout.str()
     assert "hunter2" not in text
     label = "API_TOKEN=***, BREAK_AT_START='yes'"
@@ -332,7 +355,7 @@ def test_failing_under_a_marker(use_hosted_api_server):
         f"the hosted API server with {label} could not start; see the first error, in "
         "test_broken.py::test_broken_0."
     )
-    assert text.count(pointer) == 2
+    assert text.count(pointer) == 3
     # The server's output, once for the failed start, and for the failing test, each named.
     assert text.count(f"hosted API server output, server with {label} (last") == 1
     assert text.count("hosted API server output, server with API_TOKEN=***, SIDE='x' (last") == 1

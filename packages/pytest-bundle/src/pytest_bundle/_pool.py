@@ -112,6 +112,7 @@ class ServerPool:
     _clock: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
     _base: dict[str, str | None] | None = field(init=False, default=None)
     _closed: bool = field(init=False, default=False)
+    _ending: bool = field(init=False, default=False)
 
     @property
     def size(self) -> int:
@@ -173,6 +174,10 @@ class ServerPool:
             slot, entry.slot, entry.url = entry.slot, None, None
             slot.leave()
         self._make_room(self.size)
+
+    def session_ending(self) -> None:
+        """The last test's teardown begins: no more trimming, ``close`` stops them all at once."""
+        self._ending = True
 
     def close(self) -> None:
         """Stop (or leave) every server: at session end, after every fixture let go.
@@ -239,6 +244,8 @@ class ServerPool:
 
     def _make_room(self, keep: int) -> None:
         """Stop least recently used idle servers this process runs until at most ``keep`` run."""
+        if self._ending:
+            return
         running = [entry for entry in self._entries.values() if entry.url and entry.owned]
         excess = len(running) - keep
         idle = sorted((entry for entry in running if not entry.holds), key=lambda e: e.last_used)
@@ -252,12 +259,11 @@ class ServerPool:
         if entry.slot is not None:
             if not entry.slot.try_retire():  # another worker's running test holds it
                 return False
-            entry.slot = None
+            entry.slot, entry.url = None, None
         else:
             stop, entry.stop, entry.url = entry.stop, None, None
             if stop is not None:
                 stop()
-        entry.url = None
         self.stats.stopped_early += 1
         return True
 

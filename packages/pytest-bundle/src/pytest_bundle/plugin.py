@@ -235,9 +235,18 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """From here on a factory call is no longer the test's: it is held until the session ends."""
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    """From here on a factory call is no longer the test's: it is held until the session ends.
+
+    After the last test the session fixtures let go of their servers: the pool then stops
+    them all at once instead of one by one as each hold ends.
+    """
     item.config.stash[_HOLDERS].item = None
+    pool = item.config.stash.get(_POOL, None)
+    if nextitem is None and pool is not None:
+        pool.session_ending()
     return (yield)
 
 
@@ -264,17 +273,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                     pytrace=False,
                 )
     block = item.stash.get(_VIRTUAL, None)
-    if block is None or not isinstance(item, pytest.Function):
-        try:
-            return (yield)
-        except ServerStartFailed as error:  # hosted_api_server_factory called in the test body
-            raise _first_or_pointer(item, error) from None
-    original = item.obj
-    item.obj = wrap_in_virtual_time(original, block)
+    function = item if block is not None and isinstance(item, pytest.Function) else None
+    original = function.obj if function is not None else None
+    if function is not None and block is not None:
+        function.obj = wrap_in_virtual_time(function.obj, block)
     try:
         return (yield)
+    except ServerStartFailed as error:  # hosted_api_server_factory called in the test body
+        raise _first_or_pointer(item, error) from None
     finally:
-        item.obj = original
+        if function is not None:
+            function.obj = original
 
 
 # --- configuration fixtures (override them in a conftest) ---------------------------------------
