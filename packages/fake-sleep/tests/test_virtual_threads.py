@@ -7,13 +7,14 @@ import threading
 import time
 
 import anyio
+import anyio.from_thread
 import pytest
 
 from fake_sleep import virtual_time
 
 pytestmark = pytest.mark.anyio
 
-#: Generous real-time bound: the release takes about STALL_GRACE (1 s) of real time.
+#: Generous real-time bound: each release takes about STALL_GRACE (1 s) of real time.
 REAL_BOUND = 10.0
 
 
@@ -67,3 +68,32 @@ async def test_a_joined_plain_thread_doing_real_work_still_holds_the_clock() -> 
         with anyio.fail_after(1):  # 1.5 s of real work must not let this timer fire
             await anyio.to_thread.run_sync(plain.join)
         assert clock.time() == 0
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_calling_back_into_the_loop_does_not_hang() -> None:
+    """Sync code in a worker that runs a sleeping coroutine on the loop (anyio.from_thread)."""
+
+    def sync_code() -> str:
+        anyio.from_thread.run(anyio.sleep, 30)  # virtual: needs the clock to move
+        anyio.from_thread.run(anyio.sleep, 30)
+        return "done"
+
+    started = time.perf_counter()
+    async with virtual_time() as clock:
+        assert await anyio.to_thread.run_sync(sync_code) == "done"
+        assert clock.time() == 60
+    assert time.perf_counter() - started < REAL_BOUND
+
+
+async def test_a_worker_working_after_its_callback_holds_the_clock_again() -> None:
+    """Once the loop answered, the worker's real work is waited for again."""
+
+    def sync_code() -> None:
+        anyio.from_thread.run(anyio.sleep, 30)
+        time.sleep(1.5)  # real work: the timeout due at 35 s must not fire meanwhile
+
+    async with virtual_time() as clock:
+        with anyio.fail_after(35):
+            await anyio.to_thread.run_sync(sync_code)
+        assert clock.time() == 30

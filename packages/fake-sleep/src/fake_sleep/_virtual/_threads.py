@@ -1,16 +1,22 @@
-"""Worker threads: which ones run a counted call, and when a busy one is stuck on a plain thread.
+"""Worker threads: which ones run a counted call, and when a busy one is stuck waiting for time.
 
 Virtual time stands still while a task waits for a worker thread started through a counted
 entry point (``anyio.to_thread.run_sync``, ``asyncio.to_thread``, ``loop.run_in_executor``,
 ``trio.to_thread.run_sync``): the thread does real work, and a timer must not fire early.
 
-One case would freeze time for ever: a worker blocked in ``Thread.join()`` on a plain
-``threading.Thread`` (which virtual time does not track) while that thread itself waits, for
-example for an event that a task sets after a virtual sleep. The worker keeps the clock still,
-so the sleep never ends, so the thread never finishes. `Workers.hold` spots it: when every
-busy worker has been joining such a waiting plain thread, unchanged, for `STALL_GRACE` real
-seconds, the workers stop holding the clock, and time moves on as it would for the plain
-thread alone.
+Two cases would freeze time for ever, because the worker keeps the clock still while it
+waits for something that needs the clock to move:
+
+- the worker is blocked in ``Thread.join()`` on a plain ``threading.Thread`` (which virtual
+  time does not track) while that thread itself waits, for example for an event that a task
+  sets after a virtual sleep;
+- the worker calls back into the event loop (``anyio.from_thread.run``/``run_sync``,
+  ``trio.from_thread.run``/``run_sync``) and waits for code there that sleeps.
+
+`Workers.hold` spots both: when every busy worker has been stuck like that, unchanged, for
+`STALL_GRACE` real seconds, the workers let the clock make one jump; while they stay stuck,
+another one each `STALL_GRACE` seconds. Time moves on as it would if the worker were not
+there, and a worker that wakes meanwhile holds the clock again at once.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from typing import Any, TypeVar
 
 __all__ = ["STALL_GRACE", "Workers"]
 
-#: Real seconds a busy worker must stay joined to a waiting plain thread before it stops
-#: holding the clock (longer than any hand-over between threads, short next to a hang).
+#: Real seconds every busy worker must stay stuck before the clock may make one jump
+#: (longer than any hand-over between threads, short next to a hang).
 STALL_GRACE = 1.0
 
 #: Innermost frames that mean "blocked waiting for another thread": (module, function).
@@ -42,6 +48,16 @@ _WAITS = frozenset(
         ("concurrent.futures._base", "exception"),
         ("concurrent.futures._base", "wait"),
         ("concurrent.futures._base", "as_completed"),
+    }
+)
+#: Frames of a worker that waits for the event loop it was started from: (module, function).
+_CALLBACKS = frozenset(
+    {
+        ("anyio.from_thread", "run"),
+        ("anyio.from_thread", "run_sync"),
+        ("trio._threads", "from_thread_run"),
+        ("trio._threads", "from_thread_run_sync"),
+        ("trio._threads", "_send_message_to_trio"),
     }
 )
 _JOIN_CODE = threading.Thread.join.__code__
@@ -62,6 +78,19 @@ def _joined_thread(frame: FrameType | None) -> threading.Thread | None:
 
 def _waiting(frame: FrameType) -> bool:
     return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _WAITS
+
+
+def _is_callback(frame: FrameType) -> bool:
+    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _CALLBACKS
+
+
+def _calls_back(frame: FrameType | None) -> bool:
+    """Whether the thread running `frame` is inside a call back into its event loop."""
+    while frame is not None:
+        if _is_callback(frame):
+            return True
+        frame = frame.f_back
+    return False
 
 
 class Workers:
@@ -92,7 +121,7 @@ class Workers:
         return counted
 
     def hold(self, busy: int, now: float) -> bool:
-        """Whether `busy` counted calls keep the clock still (False only for a stuck join)."""
+        """Whether `busy` counted calls keep the clock still (False: every worker is stuck)."""
         if busy <= 0:
             return False
         if self._verdict and now - self._checked < 0.05:
@@ -119,14 +148,25 @@ class Workers:
             self._signature = current
             self._since = now
             return True
-        return now - self._since < STALL_GRACE
+        if now - self._since < STALL_GRACE:
+            return True
+        self._since = now  # one jump now; the next one only after another STALL_GRACE
+        return False
 
     @staticmethod
     def _stuck(
         frames: dict[int, FrameType], ident: int, idents: set[int]
     ) -> tuple[int, int, object, int] | None:
-        """(worker, plain thread, where it waits) if this worker joins a waiting plain thread."""
-        target = _joined_thread(frames.get(ident))
+        """(worker, thread waited for, where) if this worker waits for something time must move.
+
+        That is a plain thread that itself waits (followed through nested joins), or the event
+        loop (the worker is calling back into it).
+        """
+        own = frames.get(ident)
+        # Innermost in a wait, or in trio's callback itself (it blocks in SimpleQueue.get, C).
+        if own is not None and (_waiting(own) or _is_callback(own)) and _calls_back(own):
+            return ident, ident, own.f_code, own.f_lineno
+        target = _joined_thread(own)
         for _ in range(_MAX_CHAIN):
             if target is None or target.ident is None or target.ident in idents:
                 return None
