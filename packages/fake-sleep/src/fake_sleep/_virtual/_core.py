@@ -23,8 +23,9 @@ __all__ = ["VirtualClock", "VirtualTime", "virtual_time"]
 class VirtualClock:
     """The handle `virtual_time()` yields: read and move the virtual time.
 
-    Virtual time stands still between jumps: it moves only when every task is idle (straight
-    to the nearest timer) or when you call `advance`. Code that busy-waits on the loop clock
+    Virtual time stands still between jumps: it moves only when every task is idle and
+    nothing real (a worker thread, outside I/O) is pending, straight to the nearest timer, or
+    when you call `advance`. Code that busy-waits on the loop clock
     therefore never sees it advance.
     """
 
