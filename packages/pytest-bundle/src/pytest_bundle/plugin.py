@@ -296,6 +296,9 @@ def hosted_api_env() -> Mapping[str, str | None]:
     Must be a mapping of names to strings; the ``hosted_api_server_env`` option is merged over
     it. Default: every registered settings-override setting as the tests currently see it, so the
     server uses the same settings (and database) as the tests.
+
+    Redefine it in a ``conftest.py`` (session scope); it may request your own fixtures, which
+    then exist before the server starts.
     """
     return default_child_env()
 
@@ -304,8 +307,10 @@ def hosted_api_env() -> Mapping[str, str | None]:
 def hosted_api_settings_override() -> SettingsOverride:
     """A callable taking ``{setting name: string value}`` and returning a context manager.
 
-    Default: ``settings_override.temporary_settings(..., mirror_environ=True)`` for registered
-    settings, and a process-environment override for names no registry knows.
+    ``use_hosted_api_server`` enters it for each test with the URL setting and the
+    ``hosted_api_extra_settings``. Default: ``settings_override.temporary_settings(...,
+    mirror_environ=True)`` for registered settings, and a process-environment override for names
+    no registry knows. Redefine it in a ``conftest.py`` (session scope) to apply them your way.
     """
     return default_settings_override()
 
@@ -356,9 +361,14 @@ def hosted_api_server(
 ) -> Iterator[str]:
     """Run the configured ASGI app in a uvicorn subprocess; yield its API URL.
 
-    The URL is ``http://127.0.0.1:<port><prefix>``. The server starts once per session (per
-    xdist worker, or once for all workers with ``--hosted-api-shared``) and stops at its end.
-    It is the default server: ``hosted_api_env`` markers do not change it.
+    The URL is ``http://127.0.0.1:<port><prefix>``. The server starts when a test first needs
+    it, once per session (per xdist worker, or once for all workers with
+    ``--hosted-api-shared``), and stops at the session's end. Its environment is ``os.environ``
+    with the ``hosted_api_env`` fixture's mapping and the ``hosted_api_server_env`` option merged
+    over it. It is the default server: ``hosted_api_env`` markers do not change it.
+
+    If it cannot start, the first test that uses it errors with the reason and the server's
+    output; later tests error with one line pointing to that report.
     """
     _check_late(request)
     with _hosted_api_pool.hold(()) as url:
@@ -372,9 +382,12 @@ def use_hosted_api_server(
 ) -> Iterator[str]:
     """For one test, point the URL setting at the hosted server and apply the extra settings.
 
-    The server is the default one, or, under ``@pytest.mark.hosted_api_env(...)``, the pooled
-    server started with that environment, held until the test's teardown. The settings apply
-    in the test process only (where the client runs); the server never sees them.
+    Yields the server's API URL. The URL setting (``hosted_api_url_setting``) and the
+    ``hosted_api_extra_settings`` are applied through the ``hosted_api_settings_override``
+    fixture and restored after the test. They apply in the test process only (where the client
+    runs); the server never sees them. The server is the default one, or, under
+    ``@pytest.mark.hosted_api_env(...)``, the pooled server started with that environment, held
+    until the test's teardown.
     """
     bundle = _config(request.config)
     _check_late(request)
@@ -409,7 +422,9 @@ def hosted_api_server_factory(
     Servers come from the same pool as the default one and the markers' (the same environment
     gives the same server). The server stays held, never stopped to make room, while whoever
     called the factory lives: the fixture being set up (a session fixture: the whole session),
-    else the running test.
+    else the running test. A call raises ``TypeError`` for anything but a mapping of names to
+    strings (or None), and ``ValueError`` for a near miss of a registered setting or a value
+    that does not fit one.
     """
     _check_late(request)
     return make_factory(_hosted_api_pool, request.config.stash[_HOLDERS], _note_used)
@@ -434,8 +449,12 @@ def _hosted_api_autouse(request: pytest.FixtureRequest) -> None:
 def mock_anyio_sleep(request: pytest.FixtureRequest) -> Iterator[SleepRecorder]:
     """Fake ``anyio.sleep`` (and the configured targets); shift ``pendulum.now`` by the sleeps.
 
-    Yields a recorder with the ``unittest.mock.AsyncMock`` assertion API plus
-    ``assert_sleeps_for(seconds, extra_tolerance=0)``.
+    Yields a ``fake_sleep.SleepRecorder``: the ``unittest.mock.AsyncMock`` assertion API plus
+    ``assert_sleeps_for(seconds, extra_tolerance=0)``, ``assert_sleeps``, ``delays`` and
+    ``total``. Only the named targets are faked: ``asyncio.sleep``, ``trio.sleep``,
+    ``anyio.sleep_until``, ``anyio.sleep_forever`` and timeouts (``fail_after``,
+    ``move_on_after``, ``asyncio.wait_for``, ``asyncio.timeout``) keep real time. A test cannot
+    also use ``virtual_clock``.
     """
     from fake_sleep import DEFAULT_CLOCKS, patch_sleep
 
@@ -455,6 +474,8 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
 
     The test's other fixtures set up and tear down in real time; the test body (and background
     tasks running while it runs) sees every sleep and timeout complete at once, in deadline order.
+    Only for async test functions (anyio or pytest-asyncio; a sync test fails), on asyncio and
+    trio. A test cannot also use ``mock_anyio_sleep``.
     """
     from ._virtual import refuse_both
 

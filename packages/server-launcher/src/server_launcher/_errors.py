@@ -19,12 +19,8 @@ def _format_tail(output_tail: Sequence[str]) -> str:
 class ServerStartError(RuntimeError):
     """The server process could not be started or exited before it was ready.
 
-    Attributes:
-        returncode: the child's exit status (negative: killed by that signal), or None when it
-            never ran.
-        command: the server command line, as a list of arguments.
-        output_tail: the last lines (at most 50) the server printed.
-        log_path: the kept log file with everything it printed, if any.
+    Its message holds the reason, the command, the kept log file (if any) and the last lines
+    the server printed.
     """
 
     def __init__(
@@ -36,11 +32,16 @@ class ServerStartError(RuntimeError):
         output_tail: Sequence[str] = (),
         log_path: str | None = None,
     ) -> None:
-        self.reason = reason
-        self.returncode = returncode
-        self.command = list(command)
-        self.output_tail = list(output_tail)
-        self.log_path = log_path
+        self.reason: str = reason
+        """What went wrong; the message starts with it."""
+        self.returncode: int | None = returncode
+        """The child's exit status (negative: killed by that signal), or None when it never ran."""
+        self.command: list[str] = list(command)
+        """The server command line, as a list of arguments."""
+        self.output_tail: list[str] = list(output_tail)
+        """The last lines (at most 50) the server printed."""
+        self.log_path: str | None = log_path
+        """The kept log file with everything the server printed, if any."""
         parts = [reason, f"command: {' '.join(self.command)}"]
         if log_path:
             parts.append(f"full output kept in: {log_path}")
@@ -52,11 +53,6 @@ class ServerStartTimeout(ServerStartError):
     """The server stayed alive but its health endpoint never answered 200 in time.
 
     The process has been killed before this is raised.
-
-    Attributes:
-        timeout: the start-up timeout in seconds.
-        last_health_status: the last HTTP status the health endpoint answered, or None when it
-            never answered.
     """
 
     def __init__(
@@ -70,8 +66,10 @@ class ServerStartTimeout(ServerStartError):
         output_tail: Sequence[str] = (),
         log_path: str | None = None,
     ) -> None:
-        self.timeout = timeout
-        self.last_health_status = last_health_status
+        self.timeout: float = timeout
+        """The start-up timeout, in seconds."""
+        self.last_health_status: int | None = last_health_status
+        """The last HTTP status the health endpoint answered, or None when it never answered."""
         super().__init__(
             reason,
             command=command,

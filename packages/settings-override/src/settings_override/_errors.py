@@ -31,9 +31,11 @@ class UnknownSettingError(KeyError):
 
     def __init__(self, names: Iterable[str], suggestions: Mapping[str, list[str]]) -> None:
         self.names: tuple[str, ...] = tuple(names)
+        """Every unknown key, in the order given."""
         self.suggestions: dict[str, list[str]] = {
             n: list(suggestions.get(n, ())) for n in self.names
         }
+        """For each unknown key, the registered names it most resembles (may be empty)."""
         super().__init__(self.message)
 
     @property
@@ -66,6 +68,7 @@ class SettingValidationError(ValueError):
 
     def __init__(self, problems: Mapping[str, str], *, nothing_changed: bool = True) -> None:
         self.problems: dict[str, str] = dict(problems)
+        """Every bad key (environment name) and what is wrong with it."""
         lines = [f"  {name}: {problem}" for name, problem in self.problems.items()]
         noun = "value" if len(lines) == 1 else "values"
         tail = "\nNothing was changed." if nothing_changed else ""

@@ -90,14 +90,20 @@ class Setting(Generic[T]):
         description: str,
         name: str | None = None,
     ) -> None:
-        self.registry = registry
-        self.key = key
+        self.registry: SettingsRegistry = registry
+        """The `SettingsRegistry` that defined this setting."""
+        self.key: str = key
+        """The name given to `define`, without the registry's prefix."""
         self.name = registry.prefix + key if name is None else name
-        self.type = type_
+        self.type: Any = type_
+        """The type given to `define` (e.g. `int`, `list[str]`, `Optional[float]`)."""
         self._codec = codec
-        self.default = default
-        self.secret = secret
-        self.description = description
+        self.default: T = default
+        """The value when neither an override nor the environment sets one (already parsed)."""
+        self.secret: bool = secret
+        """Whether the value is kept out of every repr and error message (it is still exported)."""
+        self.description: str = description
+        """The free text given to `define`."""
         self._cache: tuple[object, Any] | None = None
         self._env_key = _encodekey(self.name)
 
@@ -187,7 +193,8 @@ class SettingsRegistry:
     """
 
     def __init__(self, prefix: str = "") -> None:
-        self.prefix = _check_env_name(prefix, "prefix")
+        self.prefix: str = _check_env_name(prefix, "prefix")
+        """Put before every name given to `define` to make its environment name."""
         self._settings: dict[str, Setting[Any]] = {}
         self._callbacks: list[ChangeCallback] = []
         self._closed = False
@@ -231,7 +238,8 @@ class SettingsRegistry:
             name: the name after the prefix.
             type: str, int, float, bool, pathlib.Path, list[str], dict, or Optional of these.
             default: the value when neither an override nor the environment sets one; strings
-                are parsed like environment values. Optional types default to None.
+                are parsed like environment values. Required, except for Optional types, which
+                default to None.
             secret: keep the value out of every repr and error message (still exported).
             description: free text for documentation.
 

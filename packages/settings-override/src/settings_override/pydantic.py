@@ -425,7 +425,8 @@ class PydanticSettings(Generic[M]):
         """Wrap `model`; `secret_fields` names plain fields to hide like SecretStr ones."""
         if not (isinstance(model, type) and issubclass(model, BaseSettings)):
             raise TypeError(f"PydanticSettings needs a BaseSettings subclass, got {model!r}")
-        self.model = model
+        self.model: type[M] = model
+        """The `BaseSettings` subclass this adapter wraps."""
         with _MODELS_LOCK:
             fields = _MODELS.get(model)
             if fields is None or fields.registry.closed:
@@ -548,6 +549,7 @@ class PydanticSettings(Generic[M]):
         return PydanticSnapshot(self, current_state())
 
     get_current_settings = snapshot
+    """The same as `snapshot()`, under the core package's name."""
 
     def temporary_settings(
         self,
