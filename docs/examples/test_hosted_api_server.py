@@ -11,4 +11,9 @@ def test_the_server_is_healthy(hosted_api_server: str) -> None:
 
 def test_the_server_is_shared_by_the_session(hosted_api_server: str) -> None:
     reply = httpx.post(f"{hosted_api_server}/echo?hello=world", content=b"ping").json()
-    assert reply == {"method": "POST", "path": "/api/echo", "query": "hello=world", "body": "ping"}
+    assert reply == {
+        "method": "POST",
+        "path": "/api/echo",
+        "query": "hello=world",
+        "body": "ping",
+    }
