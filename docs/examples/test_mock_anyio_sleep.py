@@ -1,4 +1,4 @@
-"""mock_anyio_sleep: sleeps return at once, are recorded, and move pendulum.now forward."""
+"""mock_anyio_sleep: sleeps return at once, are recorded, move pendulum.now."""
 
 import anyio
 import pendulum
@@ -17,7 +17,9 @@ async def retry_with_backoff(attempts: int) -> int:
 
 
 @pytest.mark.anyio
-async def test_backoff_sleeps_exactly_as_designed(mock_anyio_sleep: SleepRecorder) -> None:
+async def test_backoff_sleeps_exactly_as_designed(
+    mock_anyio_sleep: SleepRecorder,
+) -> None:
     with mock_anyio_sleep.assert_sleeps_for(7):
         assert await retry_with_backoff(4) == 4
     mock_anyio_sleep.assert_sleeps([1, 2, 4])
@@ -25,7 +27,9 @@ async def test_backoff_sleeps_exactly_as_designed(mock_anyio_sleep: SleepRecorde
 
 
 @pytest.mark.anyio
-async def test_pendulum_now_follows_the_fake_sleeps(mock_anyio_sleep: SleepRecorder) -> None:
+async def test_pendulum_now_follows_the_fake_sleeps(
+    mock_anyio_sleep: SleepRecorder,
+) -> None:
     before = pendulum.now("UTC")
     await anyio.sleep(3600)
     assert pendulum.now(tz="UTC") - before >= pendulum.duration(hours=1)

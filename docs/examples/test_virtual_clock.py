@@ -1,4 +1,4 @@
-"""virtual_clock: the event loop's own clock runs in virtual time, on asyncio and on trio."""
+"""virtual_clock: the event loop's own clock runs in virtual time."""
 
 import anyio
 import pytest
@@ -12,7 +12,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.mark.anyio
-async def test_timeouts_fire_in_virtual_time(virtual_clock: VirtualClock) -> None:
+async def test_timeouts_fire_in_virtual_time(
+    virtual_clock: VirtualClock,
+) -> None:
     start = anyio.current_time()
     with anyio.move_on_after(5) as scope:
         await anyio.sleep(10)  # an hour would take no longer
@@ -21,7 +23,9 @@ async def test_timeouts_fire_in_virtual_time(virtual_clock: VirtualClock) -> Non
 
 
 @pytest.mark.anyio
-async def test_sleepers_wake_in_deadline_order(virtual_clock: VirtualClock) -> None:
+async def test_sleepers_wake_in_deadline_order(
+    virtual_clock: VirtualClock,
+) -> None:
     woke: list[int] = []
 
     async def sleeper(seconds: int) -> None:
