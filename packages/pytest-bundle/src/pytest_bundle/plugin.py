@@ -451,10 +451,10 @@ def mock_anyio_sleep(request: pytest.FixtureRequest) -> Iterator[SleepRecorder]:
 
     Yields a ``fake_sleep.SleepRecorder``: the ``unittest.mock.AsyncMock`` assertion API plus
     ``assert_sleeps_for(seconds, extra_tolerance=0)``, ``assert_sleeps``, ``delays`` and
-    ``total``. Only the named targets are faked: ``asyncio.sleep``, ``trio.sleep``,
+    ``total``. Not faked, they keep real time: ``asyncio.sleep``, ``trio.sleep``,
     ``anyio.sleep_until``, ``anyio.sleep_forever`` and timeouts (``fail_after``,
-    ``move_on_after``, ``asyncio.wait_for``, ``asyncio.timeout``) keep real time. A test cannot
-    also use ``virtual_clock``.
+    ``move_on_after``, ``asyncio.wait_for``, ``asyncio.timeout``). A test cannot also use
+    ``virtual_clock``.
     """
     from fake_sleep import DEFAULT_CLOCKS, patch_sleep
 
