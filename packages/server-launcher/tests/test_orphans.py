@@ -120,3 +120,57 @@ async def test_async_server_outlives_a_worker_thread_start(
         assert status == 200
     finally:
         await anyio.to_thread.run_sync(launcher.__exit__, None, None, None)
+
+
+@pytest.mark.parametrize("flavour", ["sh", "python"])
+def test_the_watchdog_ignores_the_stop_signals_and_kills_its_group_when_the_pipe_closes(
+    flavour: str, wait_gone: Callable[[int, float], bool]
+) -> None:
+    """The watchdog kills the server's group when the launcher's pipe reaches EOF (its
+    launcher died), and survives the signals the launcher stops the server with. ``python`` is
+    the one used where there is no ``/bin/sh``."""
+    from server_launcher import _sentinel
+
+    if flavour == "sh":
+        if not os.path.exists("/bin/sh"):
+            pytest.skip("no /bin/sh")
+        argv = ["/bin/sh", "-c", _sentinel._WATCHDOG_SH]
+    else:
+        argv = [sys.executable, "-I", "-S", "-c", _sentinel._WATCHDOG_PY]
+    # A process group of its own (like a server's), which a second process then joins.
+    watchdog = subprocess.Popen(argv, stdin=subprocess.PIPE, preexec_fn=os.setpgrp)
+    member = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"],
+        preexec_fn=lambda: os.setpgid(0, watchdog.pid),
+    )
+    try:
+        _wait_ignoring(watchdog.pid, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            os.killpg(watchdog.pid, sig)
+        member.wait(timeout=10)  # the other member died of SIGTERM...
+        assert watchdog.poll() is None  # ...the watchdog did not
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()  # what the kernel does when the launcher dies
+        assert watchdog.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        for proc in (watchdog, member):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ignoring(pid: int, signals: tuple[int, ...]) -> None:
+    """Until process ``pid`` ignores ``signals`` (read from /proc; elsewhere, a second)."""
+    status = f"/proc/{pid}/status"
+    if not os.path.exists(status):
+        time.sleep(1.0)
+        return
+    wanted = sum(1 << (sig - 1) for sig in signals)
+    deadline = time.monotonic() + 30  # generous: only catches a watchdog that never gets there
+    while time.monotonic() < deadline:
+        with open(status) as lines:
+            ignored = next(int(line.split()[1], 16) for line in lines if line.startswith("SigIgn:"))
+        if ignored & wanted == wanted:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never ignored signals {signals}")

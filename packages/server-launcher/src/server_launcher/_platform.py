@@ -4,14 +4,14 @@ How the port is held, how the child is spawned, signalled and watched. The child
 bootstrap that makes sure no server outlives the process that launched it, is ``_sentinel.py``.
 
 POSIX: the parent binds and listens and passes the socket (``--fd``); the child runs in its own
-session (its own process group); the bootstrap stays as a tiny *sentinel* parent of the server:
-it sets ``PR_SET_PDEATHSIG`` on Linux and watches its stdin pipe (EOF means the launcher died) and
-then kills the whole process group, and it relays the server's exit status. The server itself
-gets ``PR_SET_PDEATHSIG(SIGKILL)`` against the single-threaded sentinel.
+session (its own process group). The child is the server itself, after a short bootstrap: it sets
+``PR_SET_PDEATHSIG(SIGKILL)`` on Linux (against the launcher's supervisor thread) and starts a
+tiny ``/bin/sh`` *watchdog* in its process group that watches the launcher's stdin pipe (EOF
+means the launcher died) and then kills the whole process group.
 
 Portable paths: where Linux has something better, the portable way is also written here (no
 ``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no
-``PR_SET_PDEATHSIG``: only the sentinel's stdin watch; uvicorn binds port 0 and the parent reads
+``PR_SET_PDEATHSIG``: only the watchdog's stdin watch; uvicorn binds port 0 and the parent reads
 the port it reports, instead of taking the parent's socket; poll instead of epoll).
 ``SERVER_LAUNCHER_PORTABLE=1`` forces all of them on Linux, so that every branch macOS and other
 POSIX systems take is tested here. Windows is refused (see ``launch_server``): its process
@@ -152,8 +152,8 @@ def child_argv(
         if kind == "module":
             return [python, "-u", "-m", *args]
         return list(args)
-    # -S: the sentinel needs only the standard library (the server re-runs site when it is a
-    # module; an exec'd program starts its own interpreter anyway). -u: unbuffered server output.
+    # A module runs in the bootstrap's own interpreter, which must start as ``python -u -m``
+    # would (site, unbuffered output). A program is exec'd: its bootstrap needs no site (-S).
     flags = ["-u"] if kind == "module" else ["-S"]
     loader = _SENTINEL_LOADER.format(dir=_SENTINEL_DIR)
     return [python, *flags, "-c", loader, str(os.getpid()), str(status_fd), kind, "--", *args]

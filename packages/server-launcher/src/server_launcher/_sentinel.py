@@ -1,75 +1,105 @@
-"""The child side of a launch: the sentinel that makes sure no server outlives its launcher.
+"""The child side of a launch: a short bootstrap that becomes the server, and its watchdog.
 
 Run by the launcher as ``python -u -c <loader> LAUNCHER_PID STATUS_FD module|exec -- ARGS...``
-(the loader imports this file from its folder, so the cached bytecode is used). Standard library
-only, and nothing imported that the sentinel does not need, so that it starts fast.
+(the loader imports this file from its folder, so cached bytecode is used where there is some).
+It imports nothing the server would not import anyway, and is kept short: where bytecode is not
+cached (``PYTHONDONTWRITEBYTECODE``), every start compiles it.
 
-The sentinel forks the server and stays as its parent: it dies with the launcher (its
-``PR_SET_PDEATHSIG`` on Linux, and EOF on its stdin pipe everywhere) and then kills the whole
-process group; otherwise it relays the server's exit status. The server gets
-``PR_SET_PDEATHSIG(SIGKILL)`` against the single-threaded sentinel.
+The launched process *is* the server, the launcher's own child (its exit status is the server's).
+Before it becomes the server (``runpy`` for a module, ``exec`` for a program) it
+
+- sets ``PR_SET_PDEATHSIG(SIGKILL)`` on Linux: the kernel kills it when the thread that spawned
+  it, the launcher's supervisor thread, ends (e.g. when the launcher is killed);
+- spawns the *watchdog*, a ``/bin/sh`` in its process group that holds the read end of the
+  launcher's stdin pipe. The launcher holds the only write end, so EOF means the launcher is gone
+  (any POSIX system): the watchdog then kills the whole process group, the server and everything
+  it started. It ignores SIGTERM, SIGINT and SIGHUP (the launcher stops the server by signalling
+  the group) and dies with the group;
+- points its own stdin at ``/dev/null`` and writes its pid to the status pipe.
+
+Not a Python watchdog (nor a Python parent that forks the server, as before): a second CPython
+keeps ~3 MiB of pages to itself once the server has written to the pages they shared, and the
+fork's copy-on-write faults cost the server ~3 ms of start-up. A shell costs ~0.2 MiB and
+``posix_spawn`` copies none of the server's memory. Without ``/bin/sh`` the watchdog is
+``python -I -S`` running the same loop.
 """
 
-from __future__ import annotations
-
-import contextlib
 import os
-import signal
 import sys
-import threading
 
-_PR_SET_PDEATHSIG = 1
-# The same switch as the launcher's (the child inherits its environment).
-_USE_PDEATHSIG = sys.platform.startswith("linux") and os.environ.get(
-    "SERVER_LAUNCHER_PORTABLE", ""
-) in ("", "0")
-
-
-def _set_parent_death_signal(sig: int) -> bool:
-    """Linux only: have the kernel send ``sig`` to us when our parent thread dies."""
-    if not _USE_PDEATHSIG:
-        return False
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    return int(libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
+# Read stdin until EOF (a stray line is ignored), then kill the process group.
+_WATCHDOG_SH = "trap '' TERM INT HUP; while read -r _; do :; done; kill -s KILL 0"
+_WATCHDOG_PY = (
+    "import os,signal as s\n"
+    "for n in (s.SIGTERM,s.SIGINT,s.SIGHUP): s.signal(n,s.SIG_IGN)\n"
+    "try:\n while os.read(0,512): pass\nexcept OSError: pass\n"
+    "os.killpg(0,s.SIGKILL)"
+)
 
 
-def _kill_own_group(*_: object) -> None:
-    with contextlib.suppress(OSError):
-        os.killpg(0, signal.SIGKILL)
-    os._exit(1)
+def _die_with_parent_thread() -> None:
+    """Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, through ``_ctypes`` (``ctypes``: ~2 ms more).
+
+    Off on the portable paths (``SERVER_LAUNCHER_PORTABLE=1``, inherited from the launcher).
+    """
+    if not sys.platform.startswith("linux") or os.environ.get(
+        "SERVER_LAUNCHER_PORTABLE", ""
+    ) not in ("", "0"):
+        return
+    try:
+        import _ctypes
+
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")  # type: ignore[arg-type]
+        _ctypes.call_function(prctl, (1, 9, 0, 0, 0))  # PR_SET_PDEATHSIG, SIGKILL
+    except (ImportError, AttributeError, OSError):  # not CPython's private helpers
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
 
 
-def _watch_stdin() -> None:
-    """The launcher holds the only write end of our stdin: EOF means it is gone."""
-    while True:
+def _spawn_watchdog() -> None:
+    """Start the watchdog with our stdin (the launcher's pipe) and none of our other files."""
+    actions: list[tuple[object, ...]] = [
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    for folder in ("/proc/self/fd", "/dev/fd"):  # the passed socket, the status pipe
         try:
-            if not os.read(0, 4096):
-                break
-        except InterruptedError:
-            continue
+            names = os.listdir(folder)
         except OSError:
-            break
-    _kill_own_group()
+            continue
+        for name in names:
+            try:
+                if int(name) > 2 and os.get_inheritable(int(name)):
+                    actions.append((os.POSIX_SPAWN_CLOSE, int(name)))
+            except (ValueError, OSError):  # the listing's own descriptor, closed by now
+                pass
+        break
+    try:
+        os.posix_spawn("/bin/sh", ["sh", "-c", _WATCHDOG_SH], {}, file_actions=actions)
+    except OSError:
+        argv = [sys.executable, "-I", "-S", "-c", _WATCHDOG_PY]
+        os.posix_spawn(argv[0], argv, {}, file_actions=actions)
 
 
-def _run_server(kind: str, args: list[str], sentinel: int) -> None:
-    """In the forked server process: die with the sentinel, then become the server."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    _set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != sentinel:
+def main(argv: list[str]) -> None:
+    """Arm both kill switches, then become the server."""
+    launcher, status_fd, kind, args = int(argv[0]), int(argv[1]), argv[2], argv[4:]
+    _die_with_parent_thread()
+    if os.getppid() != launcher:  # the launcher died before the death signal was armed
         os._exit(1)
+    _spawn_watchdog()
     devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
+    os.dup2(devnull, 0)  # the pipe is the watchdog's alone now
     os.close(devnull)
+    os.write(status_fd, b"%d\n" % os.getpid())
+    os.close(status_fd)
     sys.modules.pop("_sentinel", None)  # imported by the loader under this name: not the app's
     if kind == "module":
         import runpy
 
-        sys.argv = [args[0], *args[1:]]
-        sys.path[0] = os.getcwd()  # what ``python -m`` does, instead of this file's directory
+        sys.argv = args
+        sys.path[0] = os.getcwd()  # what ``python -m`` does (the loader's ``-c`` put "" there)
         runpy.run_module(args[0], run_name="__main__", alter_sys=True)
         return
     try:
@@ -77,37 +107,3 @@ def _run_server(kind: str, args: list[str], sentinel: int) -> None:
     except OSError as exc:
         print(f"server-launcher: cannot run {args[0]!r}: {exc}", file=sys.stderr, flush=True)
         os._exit(127)
-
-
-def main(argv: list[str]) -> None:
-    """Fork the server, then watch over it and relay its exit status."""
-    launcher, status_fd, kind = int(argv[0]), int(argv[1]), argv[2]
-    args = argv[4:]
-    # The launcher can die at any moment from here on: both paths kill our group.
-    signal.signal(signal.SIGUSR1, _kill_own_group)
-    _set_parent_death_signal(signal.SIGUSR1)
-    if os.getppid() != launcher:
-        _kill_own_group()
-    sentinel = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        os.close(status_fd)
-        _run_server(kind, args, sentinel)
-        return
-    for ignored in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(ignored, signal.SIG_IGN)  # the group is signalled: the server handles it
-    os.write(status_fd, f"{pid}\n".encode())
-    os.closerange(3, 1 << 16)  # the listening socket and the status pipe belong to the server
-    threading.Thread(target=_watch_stdin, daemon=True).start()
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL's disposition cannot be set
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
