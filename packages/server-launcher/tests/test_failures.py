@@ -232,13 +232,16 @@ async def test_async_start_error_is_raised_in_async_code() -> None:
 
 
 def test_failed_binds_leave_no_descriptor_or_log(
-    tmp_path: Any, resources: Callable[[], dict[str, int]]
+    tmp_path: Any, resources: Callable[[], dict[str, int]], fdserver_command: list[str]
 ) -> None:
-    """192.0.2.1 (TEST-NET-1) is on no interface here: the bind fails before anything starts."""
+    """192.0.2.1 (TEST-NET-1) is on no interface here: the parent's bind fails (an ``{fd}``
+    command: the parent binds on every path) before anything starts."""
     before = resources()
     for _ in range(5):
         with pytest.raises(OSError, match="assign requested address"):
-            with launch_server(host="192.0.2.1", allow_remote=True, log_dir=tmp_path):
+            with launch_server(
+                command=fdserver_command, host="192.0.2.1", allow_remote=True, log_dir=tmp_path
+            ):
                 pytest.fail("must not start")
     assert resources() == before
     assert list(tmp_path.iterdir()) == []

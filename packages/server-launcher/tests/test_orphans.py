@@ -33,15 +33,24 @@ launcher = launch_server(
     env={"TESTAPP_SPAWN_CHILD": "1"},
 )
 
-def report(server):
+def report(server, **extra):
     deadline = time.monotonic() + 30  # the app may print its line just after it is ready
     while "grandchild pid " not in server.output() and time.monotonic() < deadline:
         time.sleep(0.01)
     grandchild = int(server.output().split("grandchild pid ")[1].split()[0])
-    info = {"pid": server.pid, "port": server.port, "grandchild": grandchild}
+    info = {"pid": server.pid, "port": server.port, "grandchild": grandchild, **extra}
     print(json.dumps(info), flush=True)
 
-if mode == "sync":
+if mode == "forked":  # a fork()ed copy of the launcher (a multiprocessing worker) lives on
+    import os
+    with launcher as server:
+        copy = os.fork()
+        if copy == 0:
+            time.sleep(120)
+            os._exit(0)
+        report(server, copy=copy)
+        time.sleep(120)
+elif mode == "sync":
     with launcher as server:
         report(server)
         time.sleep(120)
@@ -55,7 +64,7 @@ else:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["sync", "asyncio", "trio"])
+@pytest.mark.parametrize("mode", ["sync", "asyncio", "trio", "forked"])
 def test_server_and_its_children_die_with_a_killed_parent(
     mode: str, apps_dir: Path, wait_gone: Callable[[int, float], bool]
 ) -> None:
@@ -87,7 +96,7 @@ def test_server_and_its_children_die_with_a_killed_parent(
             parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
-        for key in ("pid", "grandchild"):
+        for key in ("pid", "grandchild", "copy"):
             if key in info and not wait_gone(info[key], 0.0):
                 os.kill(info[key], signal.SIGKILL)  # never leave one behind, even on failure
 

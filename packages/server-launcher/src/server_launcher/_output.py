@@ -17,6 +17,7 @@ import re
 import selectors
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -31,6 +32,7 @@ TAIL_LINES = 50
 #: At most this much is read from the pipe by one ``text()`` call (a bound against a child
 #: that writes faster than we read; what was pending at the call is far less than this).
 _SYNC_READ_LIMIT = 16 * 1024 * 1024
+_BATCH_WAIT = 0.005
 
 _URL_PORT = re.compile(rb"https?://(?:\[[^\]\s]*\]|[A-Za-z0-9.\-]+):(\d{1,5})")
 
@@ -89,6 +91,11 @@ class OutputSink:
             at_eof = False
             while not at_eof:
                 sel.select()
+                if self._on_port is None:
+                    # Let a burst (e.g. one access-log line per request) gather before reading:
+                    # waking per line takes GIL time from this process, which is usually the
+                    # client too. output() reads what is pending itself, so it is never late.
+                    time.sleep(_BATCH_WAIT)
                 with self._read_lock:
                     at_eof = self._read_pending(limit=1024 * 1024)
                     if at_eof:

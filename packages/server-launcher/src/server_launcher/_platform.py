@@ -61,6 +61,41 @@ _SENTINEL_LOADER = (
 )
 
 
+# The write ends of the pipes whose EOF tells each server's watchdog that its launcher is gone.
+_LIFELINES: set[int] = set()
+
+
+def _drop_lifelines_in_fork_child() -> None:
+    """In a ``fork()``ed copy of the launcher (e.g. a multiprocessing worker), let go of every
+    lifeline, so that the launcher's death still reaches the watchdogs while the copy lives.
+    Each is pointed at /dev/null rather than closed: the copied file objects may close it later.
+    """
+    if not _LIFELINES:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in _LIFELINES:
+            with contextlib.suppress(OSError):
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    _LIFELINES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_lifelines_in_fork_child)
+
+
+def hold_lifeline(fd: int) -> None:
+    """Remember a server's lifeline (see ``_drop_lifelines_in_fork_child``)."""
+    _LIFELINES.add(fd)
+
+
+def release_lifeline(fd: int) -> None:
+    """Forget a lifeline before it is closed."""
+    _LIFELINES.discard(fd)
+
+
 def new_selector() -> selectors.BaseSelector:
     """epoll on Linux; poll (what other POSIX systems have) on the portable paths."""
     if IS_LINUX or not hasattr(selectors, "PollSelector"):

@@ -209,6 +209,8 @@ class Supervisor:
             )
         finally:
             os.close(status_w)
+            if self._proc is not None and self._proc.stdin is not None:
+                _platform.hold_lifeline(self._proc.stdin.fileno())
             if spec.port_mode == "fd" and self._listener is not None:
                 # The child holds the socket now; without our copy, its death resets our probe.
                 self._listener.close()
@@ -359,6 +361,8 @@ class Supervisor:
             self.returncode = proc.returncode
             self.output.wait_drained(2.0)
             if proc.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    _platform.release_lifeline(proc.stdin.fileno())
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
         if self._exit_watch is not None:
