@@ -24,8 +24,10 @@ APPS = Path(__file__).parent / "apps"
 @pytest.fixture(autouse=True)
 def _logs_in_pytest_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Logs a failing launch keeps go to this test's tmp_path (pytest's retention cleans it),
-    never into the system temp folder."""
+    never into the system temp folder: in this process, and (TMPDIR) in the launchers the
+    tests start as subprocesses, e.g. the parents the orphan tests kill."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
 
 
 @pytest.fixture(params=["asyncio", "trio"])
