@@ -144,12 +144,23 @@ def _alive(pid):
     except OSError:
         return False
 
+def _listening(url):
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port), 5).close()
+    except OSError:
+        return False
+    return True
+
 def test_2_owner_dies(hosted_api_server, tmp_path_factory):
     owner = _owner_pid(tmp_path_factory)
     if owner == os.getpid():
         os.kill(os.getpid(), signal.SIGKILL)
     deadline = time.monotonic() + 60
-    while _alive(owner):  # the other worker waits until the owner is gone
+    # The other worker waits until the owner and its server are gone.
+    while _alive(owner) or _listening(hosted_api_server):
         assert time.monotonic() < deadline
         time.sleep(0.02)
 

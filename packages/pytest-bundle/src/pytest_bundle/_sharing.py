@@ -99,6 +99,20 @@ def _alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
+def _accepts_connections(url: str) -> bool:
+    """Whether the shared server still listens. Without ``/proc`` a dead owner that its parent
+    has not reaped yet still looks alive; its server, killed with it, refuses at once."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), 5).close()
+    except OSError:
+        return False
+    return True
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -164,7 +178,8 @@ class SharedSlot:
                 self.owner = True
         owner_pid = int(data["owner_pid"])
         self._owner_pid = owner_pid
-        state.owner_alive = lambda: _alive(owner_pid)
+        url = str(data["url"])
+        state.owner_alive = lambda: _alive(owner_pid) and _accepts_connections(url)
         state.owner_description = f"xdist worker {data['owner_worker']} (pid {owner_pid})"
         return str(data["url"])
 
