@@ -6,8 +6,10 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,26 @@ def processes() -> Iterator[Processes]:
     for pid in watcher.to_kill:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _start_session_until_up(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
+    """Run pytest in pytester's folder as a real process; return once a test wrote up.txt."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not (pytester.path / "up.txt").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(process.communicate()[0].decode())
+        time.sleep(0.02)
+    return process
+
+
+@pytest.fixture
+def start_session_until_up() -> Callable[[pytest.Pytester], subprocess.Popen[bytes]]:
+    """``start_session_until_up(pytester)``: a pytest process whose test wrote up.txt."""
+    return _start_session_until_up

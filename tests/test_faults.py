@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -121,6 +122,8 @@ def test_after():
     assert "hosted API server output" in result.stdout.str()
 
 
+StartSession = Callable[[pytest.Pytester], "subprocess.Popen[bytes]"]
+
 SLOW_SESSION = """
 import time
 
@@ -133,23 +136,6 @@ def test_long(hosted_api_server):
 """
 
 
-def _start_slow_session(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
-    pytester.makepyfile(test_slow=SLOW_SESSION)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while not (pytester.path / "up.txt").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(process.communicate()[0].decode())
-        time.sleep(0.02)
-    return process
-
-
 def _server_pid(processes: Processes, pytest_pid: int) -> int:
     children = processes.children_of(pytest_pid)
     assert len(children) == 1, children
@@ -157,9 +143,10 @@ def _server_pid(processes: Processes, pytest_pid: int) -> int:
 
 
 def test_ctrl_c_mid_session_stops_the_server(
-    pytester: pytest.Pytester, processes: Processes
+    pytester: pytest.Pytester, processes: Processes, start_session_until_up: StartSession
 ) -> None:
-    process = _start_slow_session(pytester)
+    pytester.makepyfile(test_slow=SLOW_SESSION)
+    process = start_session_until_up(pytester)
     server = _server_pid(processes, process.pid)
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=30)[0].decode()
@@ -168,9 +155,10 @@ def test_ctrl_c_mid_session_stops_the_server(
 
 
 def test_sigkill_of_pytest_leaves_no_server(
-    pytester: pytest.Pytester, processes: Processes
+    pytester: pytest.Pytester, processes: Processes, start_session_until_up: StartSession
 ) -> None:
-    process = _start_slow_session(pytester)
+    pytester.makepyfile(test_slow=SLOW_SESSION)
+    process = start_session_until_up(pytester)
     server = _server_pid(processes, process.pid)
     process.kill()
     process.communicate(timeout=30)

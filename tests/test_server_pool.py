@@ -13,8 +13,8 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -379,7 +379,9 @@ def test_factory_in_the_body_points_to_the_first_error(hosted_api_server_factory
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds processes via /proc")
 def test_sigkill_of_pytest_leaves_none_of_the_pooled_servers(
-    pytester: pytest.Pytester, processes: Processes
+    pytester: pytest.Pytester,
+    processes: Processes,
+    start_session_until_up: Callable[[pytest.Pytester], subprocess.Popen[bytes]],
 ) -> None:
     marker = f"pool-{uuid.uuid4().hex}"  # only the servers' environments hold it
     pytester.makepyfile(
@@ -405,18 +407,7 @@ def test_long(use_hosted_api_server):
     time.sleep(60)
 """
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while not (pytester.path / "up.txt").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(process.communicate()[0].decode())
-        time.sleep(0.02)
+    process = start_session_until_up(pytester)
     servers = [
         pid for pid in processes.children_of(process.pid) if pid in processes.mentioning(marker)
     ]
