@@ -399,24 +399,15 @@ def bootstrap_pair(folder: str) -> tuple[float, float]:
         [sys.executable, "-u", "-m", "bench_startup_module"],
         None,
     ):
-        status_r, status_w = os.pipe()
         if argv is None:
-            argv = _platform.child_argv("module", ["bench_startup_module"], status_fd=status_w)
-        proc = subprocess.Popen(
-            argv,
-            cwd=folder,
-            stdin=subprocess.PIPE,
-            pass_fds=(status_w,),
-            start_new_session=True,
-        )
-        os.close(status_w)
+            argv = _platform.child_argv("module", ["bench_startup_module"])
+        proc = subprocess.Popen(argv, cwd=folder, stdin=subprocess.PIPE, start_new_session=True)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         assert proc.returncode == 0, proc.returncode
         leftover = _tree_cpu_of_session(proc.pid)  # the watchdog, until its pipe closes
         assert proc.stdin is not None
         proc.stdin.close()
-        os.close(status_r)
         results.append(usage.ru_utime + usage.ru_stime + leftover)
     return results[0], results[1]
 

@@ -174,24 +174,17 @@ def port_reservation(host: str) -> socket.socket:
     return sock
 
 
-def status_pipe() -> tuple[int, int]:
-    """A pipe the sentinel writes the server's pid into."""
-    return os.pipe()
+def child_argv(kind: str, args: Sequence[str], *, python: str = sys.executable) -> list[str]:
+    """The argv that runs ``args`` (a module to run, or a program to exec) under the bootstrap.
 
-
-def child_argv(
-    kind: str, args: Sequence[str], *, status_fd: int | None, python: str = sys.executable
-) -> list[str]:
-    """The argv that runs ``args`` (a module to run, or a program to exec) under the bootstrap."""
-    if status_fd is None:
-        if kind == "module":
-            return [python, "-u", "-m", *args]
-        return list(args)
+    The bootstrap becomes the server (``runpy`` or ``exec``), so the launched pid is the
+    server's.
+    """
     # A module runs in the bootstrap's own interpreter, which must start as ``python -u -m``
     # would (site, unbuffered output). A program is exec'd: its bootstrap needs no site (-S).
     flags = ["-u"] if kind == "module" else ["-S"]
     loader = _SENTINEL_LOADER.format(dir=_SENTINEL_DIR)
-    return [python, *flags, "-c", loader, str(os.getpid()), str(status_fd), kind, "--", *args]
+    return [python, *flags, "-c", loader, str(os.getpid()), kind, "--", *args]
 
 
 def popen_options(pass_fds: Sequence[int]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The child side of a launch: a short bootstrap that becomes the server, and its watchdog.
 
-Run by the launcher as ``python -u -c <loader> LAUNCHER_PID STATUS_FD module|exec -- ARGS...``
+Run by the launcher as ``python -u -c <loader> LAUNCHER_PID module|exec -- ARGS...``
 (the loader imports this file from its folder, so cached bytecode is used where there is some).
 It imports nothing the server would not import anyway, and is kept short: where bytecode is not
 cached (``PYTHONDONTWRITEBYTECODE``), every start compiles it.
@@ -15,7 +15,7 @@ Before it becomes the server (``runpy`` for a module, ``exec`` for a program) it
   (any POSIX system): the watchdog then kills the whole process group, the server and everything
   it started. It ignores SIGTERM, SIGINT and SIGHUP (the launcher stops the server by signalling
   the group) and dies with the group;
-- points its own stdin at ``/dev/null`` and writes its pid to the status pipe.
+- points its own stdin at ``/dev/null``.
 
 Not a Python watchdog (nor a Python parent that forks the server, as before): a second CPython
 keeps ~3 MiB of pages to itself once the server has written to the pages they shared, and the
@@ -63,7 +63,7 @@ def _spawn_watchdog() -> None:
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    for folder in ("/proc/self/fd", "/dev/fd"):  # the passed socket, the status pipe
+    for folder in ("/proc/self/fd", "/dev/fd"):  # e.g. the passed listening socket
         try:
             names = os.listdir(folder)
         except OSError:
@@ -84,7 +84,7 @@ def _spawn_watchdog() -> None:
 
 def main(argv: list[str]) -> None:
     """Arm both kill switches, then become the server."""
-    launcher, status_fd, kind, args = int(argv[0]), int(argv[1]), argv[2], argv[4:]
+    launcher, kind, args = int(argv[0]), argv[1], argv[3:]
     _die_with_parent_thread()
     if os.getppid() != launcher:  # the launcher died before the death signal was armed
         os._exit(1)
@@ -92,8 +92,6 @@ def main(argv: list[str]) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # the pipe is the watchdog's alone now
     os.close(devnull)
-    os.write(status_fd, b"%d\n" % os.getpid())
-    os.close(status_fd)
     sys.modules.pop("_sentinel", None)  # imported by the loader under this name: not the app's
     if kind == "module":
         import runpy

@@ -78,8 +78,6 @@ class Supervisor:
         self._control_w.setblocking(False)
         self._listener: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._status_r: int | None = None
-        self._status_buf = b""
         self._exit_watch: _platform.ExitWatch | None = None
         self._failure: tuple[str, str] | None = None  # (kind, reason), built into an error later
         self._last_status: int | None = None
@@ -175,8 +173,6 @@ class Supervisor:
                 assert self._exit_watch is not None
                 sel.register(self._exit_watch, selectors.EVENT_READ, "exit")
                 sel.register(self._control_r, selectors.EVENT_READ, "control")
-                if self._status_r is not None:
-                    sel.register(self._status_r, selectors.EVENT_READ, "status")
                 if self._wait_ready(sel):
                     self.ready.set()
                     self._poke()
@@ -194,10 +190,9 @@ class Supervisor:
         fd = self._listener.fileno() if spec.port_mode == "fd" and self._listener else None
         args = spec.build_args(fd, self.port)
         self.command = [*spec.display_prefix, *args]
-        self._status_r, status_w = _platform.status_pipe()
-        pass_fds = [f for f in (fd, status_w) if f is not None]
+        pass_fds = [fd] if fd is not None else []
         try:
-            argv = _platform.child_argv(spec.kind, args, status_fd=status_w)
+            argv = _platform.child_argv(spec.kind, args)
             self._proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.PIPE,
@@ -208,30 +203,16 @@ class Supervisor:
                 **_platform.popen_options(pass_fds),
             )
         finally:
-            os.close(status_w)
             if self._proc is not None and self._proc.stdin is not None:
                 _platform.hold_lifeline(self._proc.stdin.fileno())
             if spec.port_mode == "fd" and self._listener is not None:
                 # The child holds the socket now; without our copy, its death resets our probe.
                 self._listener.close()
                 self._listener = None
+        self.pid = self._proc.pid  # the bootstrap becomes the server: same process
         assert self._proc.stdout is not None
         self.output.start(self._proc.stdout)
         self._exit_watch = _platform.ExitWatch(self._proc)
-
-    def _read_status(self) -> bool:
-        """Read the server's pid from the sentinel; True at EOF."""
-        if self._status_r is None:
-            return True
-        try:
-            data = os.read(self._status_r, 64)
-        except OSError:
-            data = b""
-        self._status_buf += data
-        if b"\n" in self._status_buf and self.pid is None:
-            with contextlib.suppress(ValueError):
-                self.pid = int(self._status_buf.split(b"\n", 1)[0])
-        return not data
 
     def _wait_ready(self, sel: selectors.BaseSelector) -> bool:
         spec = self.spec
@@ -280,8 +261,6 @@ class Supervisor:
                         data = self._drain_control()
                         if b"s" in data:
                             return False
-                    elif tag == "status" and (self._read_status() or self.pid is not None):
-                        sel.unregister(key.fileobj)
                     elif tag == "probe" and probe is not None:
                         try:
                             if not probe.connected:
@@ -292,7 +271,6 @@ class Supervisor:
                                 self._last_status = status
                                 if status == 200:
                                     drop_probe("")
-                                    self._await_pid()
                                     return True
                                 drop_probe(f"health answered {status}")
                         except ProbeFailed as exc:
@@ -300,17 +278,6 @@ class Supervisor:
         finally:
             if probe is not None:
                 probe.close()
-
-    def _await_pid(self) -> None:
-        if self.pid is None and self._status_r is not None:
-            with _platform.new_selector() as sel:
-                sel.register(self._status_r, selectors.EVENT_READ)
-                end = time.monotonic() + 2.0
-                while self.pid is None and time.monotonic() < end:
-                    if sel.select(max(end - time.monotonic(), 0)) and self._read_status():
-                        break
-        if self.pid is None:
-            self.pid = self._proc_or_fail().pid
 
     def _drain_control(self) -> bytes:
         try:
@@ -323,9 +290,6 @@ class Supervisor:
         return self._proc
 
     def _wait_stop_or_exit(self, sel: selectors.BaseSelector) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            if self._status_r is not None:
-                sel.unregister(self._status_r)
         while True:
             for key, _ in sel.select():
                 if key.data == "exit":
@@ -367,9 +331,6 @@ class Supervisor:
                     proc.stdin.close()
         if self._exit_watch is not None:
             self._exit_watch.close()
-        if self._status_r is not None:
-            os.close(self._status_r)
-            self._status_r = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
