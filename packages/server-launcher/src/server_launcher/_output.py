@@ -63,7 +63,6 @@ class OutputSink:
         self._thread: threading.Thread | None = None
         self._pipe: IO[bytes] | None = None
         self._pipe_fd: int | None = None
-        self._nonblocking = False
         self._scan = b""
 
     def start(self, pipe: IO[bytes]) -> None:
@@ -74,16 +73,11 @@ class OutputSink:
         self._log_fd = fd  # mkstemp creates it readable by this user only (0600)
         self._pipe = pipe
         self._pipe_fd = pipe.fileno()
-        try:
-            os.set_blocking(self._pipe_fd, False)
-            self._nonblocking = True
-            drain = self._drain_nonblocking
-        except OSError:  # pragma: no cover - Windows pipes: the thread reads, blocking
-            drain = self._drain_blocking
-        self._thread = threading.Thread(target=drain, name="server-output", daemon=True)
+        os.set_blocking(self._pipe_fd, False)  # read by the thread and by text() alike
+        self._thread = threading.Thread(target=self._drain, name="server-output", daemon=True)
         self._thread.start()
 
-    def _drain_nonblocking(self) -> None:
+    def _drain(self) -> None:
         fd = self._pipe_fd
         assert fd is not None
         with _platform.new_selector() as sel:
@@ -101,22 +95,6 @@ class OutputSink:
                     if at_eof:
                         sel.unregister(fd)
                         self._close_pipe()
-
-    def _drain_blocking(self) -> None:  # pragma: no cover - Windows only
-        fd = self._pipe_fd
-        assert fd is not None
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except InterruptedError:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            self._keep(data)
-        with self._read_lock:
-            self._close_pipe()
 
     def _read_pending(self, limit: int) -> bool:
         """Keep what the pipe holds now (caller holds ``_read_lock``); True at EOF.
@@ -152,7 +130,7 @@ class OutputSink:
 
     def sync(self) -> None:
         """Take in everything the child has written so far (it may still sit in the pipe)."""
-        if not self._nonblocking or self._pipe_fd is None:
+        if self._pipe_fd is None:
             return
         with self._read_lock:
             self._read_pending(limit=_SYNC_READ_LIMIT)
@@ -191,8 +169,7 @@ class OutputSink:
     def note(self, text: str) -> None:
         """Add a line of the launcher's own to the kept output, the log and the stream."""
         with self._read_lock:  # after whatever the child wrote before it
-            if self._nonblocking:
-                self._read_pending(limit=_SYNC_READ_LIMIT)
+            self._read_pending(limit=_SYNC_READ_LIMIT)
             self._keep(f"{text}\n".encode())
 
     def wait_drained(self, timeout: float) -> None:
