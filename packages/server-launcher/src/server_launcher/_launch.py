@@ -323,8 +323,6 @@ def launch_server(
             f"app={app!r} is not used: the command has no {{app}} placeholder; "
             "drop app or put {app} in the command"
         )
-    if "fd" in names and not _platform.CAN_PASS_FD:
-        raise ValueError("{fd} is not supported on this platform; use {port} instead")
     mode: PortMode = "fd" if "fd" in names else "reserve" if "port" in names else "report"
     full = [*cmd, *extra]
 

@@ -35,11 +35,9 @@ IS_WINDOWS = sys.platform == "win32"
 #: ``SERVER_LAUNCHER_PORTABLE=1``: take the portable paths even where Linux has better ones.
 FORCE_PORTABLE = os.environ.get("SERVER_LAUNCHER_PORTABLE", "") not in ("", "0")
 IS_LINUX = sys.platform.startswith("linux") and not FORCE_PORTABLE
-#: Whether a listening socket can be handed to the child (``--fd`` / ``{fd}``).
-CAN_PASS_FD = not IS_WINDOWS
 #: Whether uvicorn gets the parent's socket (``--fd``) rather than binding port 0 and printing
-#: its port, which the parent then reads (the portable path).
-UVICORN_TAKES_FD = CAN_PASS_FD and not FORCE_PORTABLE
+#: its port, which the parent then reads (the portable path). ``{fd}`` commands always get it.
+UVICORN_TAKES_FD = not FORCE_PORTABLE
 #: Whether ``/proc/PID/stat`` tells a process's state.
 HAS_PROC = IS_LINUX and os.path.isdir("/proc/self")
 
