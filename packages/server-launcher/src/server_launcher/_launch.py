@@ -115,7 +115,7 @@ class RunningServer:
                 f"server {self.url} (pid {self.pid}) exited on its own with "
                 f"{describe_returncode(sup.returncode)} while it was in use{kept}"
             )
-        elif not _platform.is_clean_exit(sup.returncode):
+        elif not sup.kill_requested and not _platform.is_clean_exit(sup.returncode):
             message = (
                 f"server {self.url} (pid {self.pid}) stopped with "
                 f"{describe_returncode(sup.returncode)}{kept}"

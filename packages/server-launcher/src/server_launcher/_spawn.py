@@ -67,6 +67,7 @@ class Supervisor:
         self.killed = False
         self.exited_on_its_own = False
         self.stop_requested = False
+        self.kill_requested = False  # a deliberate kill (a second Ctrl-C): a clean stop
         self.log_path: str | None = None
         self.ready = threading.Event()  # set when ready, or when finished without being ready
         self.finished = threading.Event()
@@ -110,6 +111,17 @@ class Supervisor:
         self.stop_requested = True
         with contextlib.suppress(OSError):
             self._control_w.send(b"s")
+
+    def request_kill(self) -> None:
+        """Kill the server's group at once, without the shutdown grace (a second Ctrl-C).
+
+        Idempotent, non-blocking, any thread, and safe from a signal handler: only a flag and
+        a non-blocking send. The stop counts as deliberate: no warning, no kept log.
+        """
+        self.kill_requested = True
+        self.stop_requested = True
+        with contextlib.suppress(OSError):
+            self._control_w.send(b"k")
 
     async def wait_async(self, event: threading.Event) -> None:
         """Wait for ``event`` without blocking the event loop (asyncio or trio, via anyio)."""
@@ -258,8 +270,8 @@ class Supervisor:
                         self._failure = ("exit", "")
                         return False
                     if tag == "control":
-                        data = self._drain_control()
-                        if b"s" in data:
+                        self._drain_control()
+                        if self.stop_requested:
                             return False
                     elif tag == "probe" and probe is not None:
                         try:
@@ -280,10 +292,18 @@ class Supervisor:
                 probe.close()
 
     def _drain_control(self) -> bytes:
-        try:
-            return self._control_r.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return b""
+        """Everything sent so far: a byte left unread would wake every later select at once."""
+        data = b""
+        while True:
+            try:
+                chunk = self._control_r.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return data
+            except OSError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
 
     def _proc_or_fail(self) -> subprocess.Popen[bytes]:
         assert self._proc is not None
@@ -295,23 +315,36 @@ class Supervisor:
                 if key.data == "exit":
                     self.exited_on_its_own = True
                     return
-                if key.data == "control" and b"s" in self._drain_control():
-                    self._stop(sel)
-                    return
+                if key.data == "control":
+                    self._drain_control()
+                    if self.stop_requested:
+                        self._stop(sel)
+                        return
 
     def _stop(self, sel: selectors.BaseSelector) -> None:
-        """SIGTERM to the group, wait on the process itself, SIGKILL after the grace period."""
+        """SIGTERM to the group, wait on the process itself, SIGKILL after the grace period.
+
+        A stop request that comes meanwhile (a second ``stop()``) is read and dropped; a kill
+        request (``request_kill``) ends the grace at once.
+        """
         proc = self._proc_or_fail()
-        _platform.terminate(proc)
+        if not self.kill_requested:
+            _platform.terminate(proc)
         kill_at = time.monotonic() + self.spec.shutdown_timeout
         while True:
+            if self.kill_requested:
+                _platform.kill(proc)
+                return
             remaining = kill_at - time.monotonic()
             if remaining <= 0:
                 self.killed = True
                 _platform.kill(proc)
                 return
-            if any(key.data == "exit" for key, _ in sel.select(min(remaining, _MAX_WAIT))):
-                return
+            for key, _ in sel.select(min(remaining, _MAX_WAIT)):
+                if key.data == "exit":
+                    return
+                if key.data == "control":
+                    self._drain_control()
 
     def _finish(self) -> None:
         """Kill what is left of the group, reap, drain the output, report."""
@@ -345,7 +378,11 @@ class Supervisor:
         unclean = (
             self.killed
             or self.exited_on_its_own
-            or (self.ready.is_set() and not _platform.is_clean_exit(self.returncode))
+            or (
+                self.ready.is_set()
+                and not self.kill_requested
+                and not _platform.is_clean_exit(self.returncode)
+            )
         )
         self.log_path = self.output.close(keep_log=failed or unclean)
         if self._failure is not None and not (self.stop_requested and not self.ready.is_set()):
