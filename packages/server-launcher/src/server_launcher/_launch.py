@@ -240,7 +240,8 @@ def launch_server(
             (a listening socket's file descriptor), ``{python}`` and ``{app}``. With ``{fd}``
             the parent holds the port; with ``{port}`` only, the port is reserved for the child;
             with neither, the port is read from the first ``http://host:port`` it prints.
-        server_args: extra arguments appended to the server command.
+        server_args: extra arguments appended to the server command, passed literally (no
+            placeholders: a brace in them is just a brace).
         output: a file object (text or binary, e.g. ``sys.stderr``) that also receives the
             server's output as it comes. The output is always kept in memory (the last 8 MiB)
             and in a private log file that is removed after a clean stop; a kept log holds the
@@ -263,6 +264,11 @@ def launch_server(
     if any(ch.isspace() for ch in health_path) or any(ord(ch) < 32 for ch in health_path):
         raise ValueError(
             f"health_path must not contain spaces or control characters: {health_path!r}"
+        )
+    if not health_path.isascii():
+        raise ValueError(
+            f"health_path must be ASCII (percent-encode other characters, e.g. '/caf%C3%A9'), "
+            f"got {health_path!r}"
         )
     if not isinstance(factory, bool):
         raise TypeError(f"factory must be True or False, got {factory!r}")
@@ -324,9 +330,9 @@ def launch_server(
             "drop app or put {app} in the command"
         )
     mode: PortMode = "fd" if "fd" in names else "reserve" if "port" in names else "report"
-    full = [*cmd, *extra]
 
     def build_command(fd: int | None, port: int | None) -> list[str]:
+        """The command with its placeholders filled; ``server_args`` are passed literally."""
         values = {
             "host": bind_host,
             "port": "" if port is None else str(port),
@@ -334,7 +340,7 @@ def launch_server(
             "python": sys.executable,
             "app": app or "",
         }
-        return [part.format(**values) for part in full]
+        return [*(part.format(**values) for part in cmd), *extra]
 
     return ServerLauncher(
         LaunchSpec(
@@ -405,11 +411,18 @@ def _check_env(env: object) -> Mapping[str, str | None] | None:
         if not isinstance(key, str) or not key or "=" in key or "\0" in key:
             problems.append(f"bad variable name {key!r}")
         elif value is not None and not isinstance(value, str):
+            # the type only: the value may be a secret
             problems.append(
-                f"{key}={value!r} is a {type(value).__name__}; pass a string (or None to remove it)"
+                f"{key} is a {type(value).__name__}; pass a string (or None to remove it)"
             )
     if problems:
         raise TypeError("env: " + "; ".join(problems))
+    nul = [key for key, value in env.items() if isinstance(value, str) and "\0" in value]
+    if nul:  # the value is not shown: it may be a secret
+        raise ValueError(
+            f"env: the value of {', '.join(nul)} contains a NUL byte, which no environment "
+            "variable can hold; remove it"
+        )
     return env
 
 
@@ -425,6 +438,11 @@ def _check_args(name: str, value: object, *, allow_empty: bool) -> list[str]:
         raise TypeError(f"{name} must contain only strings, got {bad[0]!r}")
     if not items and not allow_empty:
         raise ValueError(f"{name} must not be empty")
+    nul = [item for item in items if "\0" in item]
+    if nul:
+        raise ValueError(
+            f"{name} must not contain a NUL byte (no program argument can), got {nul[0]!r}"
+        )
     return items
 
 

@@ -14,14 +14,17 @@ Portable paths: where Linux has something better, the portable way is also writt
 ``PR_SET_PDEATHSIG``: only the watchdog's stdin watch; uvicorn binds port 0 and the parent reads
 the port it reports, instead of taking the parent's socket; poll instead of epoll).
 ``SERVER_LAUNCHER_PORTABLE=1`` forces all of them on Linux, so that every branch macOS and other
-POSIX systems take is tested here. Windows is refused (see ``launch_server``): its process
-model needs a tier of its own.
+POSIX systems take is tested here; ``SERVER_LAUNCHER_PORTABLE=nowaitid`` also acts as if there
+were no ``os.waitid`` (macOS has none): ``ps`` tells a zombie, and the exit watch waits in
+``kqueue`` (macOS, BSD) or, where there is neither, reaps the child and kills its group at once.
+Windows is refused (see ``launch_server``): its process model needs a tier of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import signal
 import socket
@@ -32,8 +35,11 @@ from collections.abc import Sequence
 from typing import Any
 
 IS_WINDOWS = sys.platform == "win32"
+_PORTABLE = os.environ.get("SERVER_LAUNCHER_PORTABLE", "").strip().lower()
 #: ``SERVER_LAUNCHER_PORTABLE=1``: take the portable paths even where Linux has better ones.
-FORCE_PORTABLE = os.environ.get("SERVER_LAUNCHER_PORTABLE", "") not in ("", "0")
+FORCE_PORTABLE = _PORTABLE not in ("", "0")
+#: Whether ``os.waitid`` is used (``SERVER_LAUNCHER_PORTABLE=nowaitid``: as on macOS, not).
+HAS_WAITID = hasattr(os, "waitid") and _PORTABLE != "nowaitid"
 IS_LINUX = sys.platform.startswith("linux") and not FORCE_PORTABLE
 #: Whether uvicorn gets the parent's socket (``--fd``) rather than binding port 0 and printing
 #: its port, which the parent then reads (the portable path). ``{fd}`` commands always get it.
@@ -105,7 +111,8 @@ def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs; a zombie (exited, not yet reaped) counts as gone.
 
     Linux reads the state from ``/proc``; elsewhere ``os.kill(pid, 0)`` says whether the pid
-    exists, and a zombie is recognised only when it is our own child (``waitid`` without reaping).
+    exists, and a zombie is recognised when it is our own child (``waitid`` without reaping;
+    where there is no ``waitid``, as on macOS, ``ps`` tells the state of any process).
     """
     if HAS_PROC:
         try:
@@ -121,13 +128,33 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # it exists, and belongs to someone else
-    if hasattr(os, "waitid"):
+    if HAS_WAITID:
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:  # not our child: its zombie is its parent's to reap
             return True
         return info is None
-    return True
+    return not _is_zombie_by_ps(pid)
+
+
+def _is_zombie_by_ps(pid: int) -> bool:
+    """Without ``/proc`` and ``waitid`` (macOS): ask ``ps`` for the state; never reaps.
+
+    A process ``ps`` no longer lists is gone too. When ``ps`` cannot run, it counts as alive.
+    """
+    try:
+        done = subprocess.run(
+            ["ps", "-o", "stat=", "-p", str(pid)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    state = done.stdout.strip()
+    return not state or state.startswith("Z")
 
 
 def is_clean_exit(returncode: int | None) -> bool:
@@ -210,8 +237,8 @@ class ExitWatch:
     """Something a selector can wait on that becomes readable when the child has exited.
 
     It never reaps the child: the caller kills what is left of the group first, then reaps.
-    Linux: a pidfd. Elsewhere: a thread blocked in ``waitid(..., WNOWAIT)`` (or ``wait`` where
-    there is no ``waitid``) that writes to a socket pair.
+    Linux: a pidfd. Elsewhere: a thread blocked in ``waitid(..., WNOWAIT)`` (without ``waitid``:
+    in ``kqueue``; without either, in ``wait``, which reaps) that writes to a socket pair.
     """
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
@@ -252,8 +279,13 @@ class ExitWatch:
 
 def _wait_then_notify(proc: subprocess.Popen[bytes], writer: socket.socket) -> None:
     try:
-        if not hasattr(os, "waitid"):
+        if not HAS_WAITID and hasattr(select, "kqueue"):  # macOS, BSD: exit without reaping
+            _wait_with_kqueue(proc.pid)
+        elif not HAS_WAITID:
+            # Nothing tells an exit without reaping: reap, then kill the rest of the group at
+            # once, while the group (kept alive by any member left) still holds the id.
             proc.wait()
+            kill(proc)
         else:
             while True:
                 try:
@@ -264,3 +296,24 @@ def _wait_then_notify(proc: subprocess.Popen[bytes], writer: socket.socket) -> N
     finally:
         with contextlib.suppress(OSError):
             writer.send(b"x")
+
+
+def _wait_with_kqueue(pid: int) -> None:  # pragma: no cover - macOS and BSD only
+    """Block until ``pid`` exits (``EVFILT_PROC``/``NOTE_EXIT``); the zombie stays unreaped."""
+    kq: Any = select  # typed for the platform mypy runs on, which may lack kqueue
+    queue = kq.kqueue()
+    try:
+        event = kq.kevent(
+            pid,
+            filter=kq.KQ_FILTER_PROC,
+            flags=kq.KQ_EV_ADD | kq.KQ_EV_ONESHOT,
+            fflags=kq.KQ_NOTE_EXIT,
+        )
+        try:
+            queue.control([event], 0, 0)
+        except ProcessLookupError:  # already exited (and a zombie)
+            return
+        while not queue.control(None, 1, None):
+            pass
+    finally:
+        queue.close()
