@@ -675,11 +675,6 @@ def _import_string_of(app: object, factory: bool) -> str:
     """``module:name`` of an app object (or factory) a fresh process can import, or refuse."""
     label = getattr(app, "__qualname__", None) or type(app).__name__
     fix = "or pass an import string 'package.module:attribute'"
-    if getattr(app, "__name__", None) == "<lambda>":
-        raise ValueError(
-            f"app is a lambda: a fresh server process can import an app only by a name bound "
-            f"at the top level of a module; define it with def at module level, {fix}"
-        )
     if not callable(app):
         raise TypeError(
             f"app must be an import string 'package.module:attribute' or an ASGI app object "
@@ -703,31 +698,10 @@ def _import_string_of(app: object, factory: bool) -> str:
         raise ValueError(f"app {label} takes no arguments (a factory); pass factory=True")
     module = getattr(app, "__module__", None)
     qualname = getattr(app, "__qualname__", None)
-    if (is_function or inspect.isclass(app)) and isinstance(qualname, str):
-        if "<locals>" in qualname:
-            raise ValueError(
-                f"app {qualname} is defined inside a function, so a fresh server process "
-                f"cannot import it; move it to the top level of a module, {fix}"
-            )
-        if module == "__main__":
-            raise ValueError(
-                f"app {qualname} is defined in __main__ (the script being run), which a fresh "
-                f"server process cannot import; move it into a module and import it, {fix}"
-            )
+    defined_at = f"{module}:{qualname}"
+    if module != "__main__" and isinstance(qualname, str) and _resolve(module, qualname) is app:
+        return defined_at  # where it was defined
     found = _bound_names(app)
-    if not found:
-        if any(name.startswith("__main__:") for name in _bound_names(app, main=True)):
-            raise ValueError(
-                f"app {label} is bound only in __main__ (the script being run), which a fresh "
-                f"server process cannot import; move it into a module and import it, {fix}"
-            )
-        raise ValueError(
-            f"app {label} is not bound to a name at the top level of any imported module (made "
-            f"inside a function?), so a fresh server process cannot import it; bind it to a "
-            f"module-level name, {fix}"
-        )
-    if isinstance(module, str) and isinstance(qualname, str) and f"{module}:{qualname}" in found:
-        return f"{module}:{qualname}"  # where it was defined
     if len(found) > 1:  # e.g. ``from app import app`` in a test module: prefer non-test modules
         found = [name for name in found if not _is_test_module(name)] or found
     if len(found) > 1:
@@ -735,7 +709,31 @@ def _import_string_of(app: object, factory: bool) -> str:
             f"app {label} is bound in several modules ({', '.join(found)}); "
             "pass the import string of the one to serve"
         )
-    return found[0]
+    if found:
+        return found[0]
+    # Why a fresh process cannot import it.
+    if getattr(app, "__name__", None) == "<lambda>":
+        why = "is a lambda that is not bound to a name at the top level of any module"
+    elif isinstance(qualname, str) and "<locals>" in qualname:
+        why = f"is defined inside a function ({qualname})"
+    elif module == "__main__" or _bound_names(app, main=True):
+        why = "is defined in __main__ (the script being run), which a fresh process cannot import"
+    else:
+        why = "is not bound to a name at the top level of any imported module"
+    raise ValueError(
+        f"app {label} {why}, so the server process cannot import it; bind it to a name at the "
+        f"top level of an importable module, {fix}"
+    )
+
+
+def _resolve(module: object, qualname: str) -> object:
+    """``module.qualname`` if that module is imported and has it, else None."""
+    target: object = sys.modules.get(module) if isinstance(module, str) else None
+    for part in qualname.split("."):
+        if target is None:
+            return None
+        target = getattr(target, part, None)
+    return target
 
 
 def _bound_names(app: object, *, main: bool = False) -> list[str]:

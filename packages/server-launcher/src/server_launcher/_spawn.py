@@ -105,6 +105,7 @@ class Supervisor:
         self._control_w.setblocking(False)
         self._listener: socket.socket | None = None
         self._created_uds = False
+        self._cwd = spec.cwd or ""
         self._tls_context: ssl.SSLContext | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_watch: _platform.ExitWatch | None = None
@@ -269,6 +270,7 @@ class Supervisor:
         args = spec.build_args(fd, self.port)
         self.command = [*spec.display_prefix, *args]
         pass_fds = [fd] if fd is not None else []
+        self._cwd = spec.cwd or os.getcwd()
         try:
             argv = _platform.child_argv(spec.kind, args)
             self._proc = subprocess.Popen(
@@ -465,8 +467,8 @@ class Supervisor:
                 f"the server exited with {describe_returncode(self.returncode)} before it was "
                 f"ready (health check GET {url})"
             )
-            if spec.cwd is not None:
-                reason += f"; it ran in {spec.cwd!r} (cwd=)"
+            if spec.kind == "module":  # where a ModuleNotFoundError in the tail looked first
+                reason += f"; it imported from the working directory {self._cwd!r} first"
         elif kind == "tls" and spec.tls is not None:
             reason = (
                 f"{reason} (health check GET {url}, serving TLS with {spec.tls.describe()}); "
