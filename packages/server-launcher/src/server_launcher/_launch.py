@@ -31,7 +31,7 @@ _PLACEHOLDERS = frozenset({"host", "port", "fd", "python", "app", "ssl_certfile"
 _OWNED_ARGS = {
     "--host": "host=",
     "--port": "port=",
-    "--fd": "port= or uds= (the launcher passes uvicorn its own socket)",
+    "--fd": "port= or uds=",
     "--uds": "uds=",
     "--ssl-certfile": "ssl_certfile=",
     "--ssl-keyfile": "ssl_keyfile=",
@@ -660,8 +660,8 @@ def _refuse_owned_args(extra: Sequence[str]) -> None:
         name = arg.split("=", 1)[0]
         if name in _OWNED_ARGS:
             raise ValueError(
-                f"server_args: {name} is set by the launcher (uvicorn would ignore yours); "
-                f"use launch_server({_OWNED_ARGS[name]}) instead"
+                f"server_args: {name} is set by the launcher, which binds the server's socket "
+                f"itself; use launch_server({_OWNED_ARGS[name]}) instead"
             )
         if name.startswith("--ssl-"):
             raise ValueError(
