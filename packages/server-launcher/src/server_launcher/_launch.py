@@ -714,10 +714,10 @@ def _import_string_of(app: object, factory: bool) -> str:
     # Why a fresh process cannot import it.
     if getattr(app, "__name__", None) == "<lambda>":
         why = "is a lambda that is not bound to a name at the top level of any module"
-    elif isinstance(qualname, str) and "<locals>" in qualname:
-        why = f"is defined inside a function ({qualname})"
     elif module == "__main__" or _bound_names(app, main=True):
         why = "is defined in __main__ (the script being run), which a fresh process cannot import"
+    elif isinstance(qualname, str) and "<locals>" in qualname:
+        why = f"is defined inside a function ({qualname})"
     else:
         why = "is not bound to a name at the top level of any imported module"
     raise ValueError(

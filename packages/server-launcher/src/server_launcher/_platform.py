@@ -140,16 +140,15 @@ def is_clean_exit(returncode: int | None) -> bool:
 def listening_socket(host: str, port: int = 0) -> socket.socket:
     """Bind and listen in the parent: the port is ours before the child even starts.
 
-    A fixed ``port`` is bound with SO_REUSEADDR, as servers do, so that a restart on the same
-    port is not refused for the previous server's connections in TIME_WAIT (a port someone
-    listens on is still refused). Port 0 is bound without it: the kernel then never hands out a
-    port that another socket (e.g. a reservation) holds.
+    SO_REUSEADDR, as servers set it: the connections a server accepted inherit it, so that a
+    restart on the same port is not refused while the old server's connections linger
+    (FIN_WAIT2, TIME_WAIT); a port someone listens on is still refused. For port 0 the kernel
+    still picks a port no other socket is bound to.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        if port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # uvicorn rebuilds a passed socket as AF_UNIX (socket.fromfd), so asyncio never sets
         # TCP_NODELAY on the connections it accepts: every keep-alive request would then stall
         # ~40 ms on Nagle + delayed ACK. Accepted sockets inherit the option from the listener.
