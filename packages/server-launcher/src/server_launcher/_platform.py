@@ -164,16 +164,23 @@ def is_clean_exit(returncode: int | None) -> bool:
     return returncode == 0 or (returncode < 0 and -returncode in CLEAN_SIGNALS)
 
 
-def listening_socket(host: str) -> socket.socket:
-    """Bind and listen in the parent: the port is ours before the child even starts."""
+def listening_socket(host: str, port: int = 0) -> socket.socket:
+    """Bind and listen in the parent: the port is ours before the child even starts.
+
+    SO_REUSEADDR, as servers set it: the connections a server accepted inherit it, so that a
+    restart on the same port is not refused while the old server's connections linger
+    (FIN_WAIT2, TIME_WAIT); a port someone listens on is still refused. For port 0 the kernel
+    still picks a port no other socket is bound to.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # uvicorn rebuilds a passed socket as AF_UNIX (socket.fromfd), so asyncio never sets
         # TCP_NODELAY on the connections it accepts: every keep-alive request would then stall
         # ~40 ms on Nagle + delayed ACK. Accepted sockets inherit the option from the listener.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, 0))
+        sock.bind((host, port))
         sock.listen(128)
     except BaseException:
         sock.close()
@@ -181,7 +188,25 @@ def listening_socket(host: str) -> socket.socket:
     return sock
 
 
-def port_reservation(host: str) -> socket.socket:
+def unix_listening_socket(path: str) -> socket.socket:
+    """Bind and listen on a Unix socket at ``path`` (which must not exist yet)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return sock
+
+
+def port_reservation(host: str, port: int = 0) -> socket.socket:
     """Hold a port for a server that binds it itself (``{port}`` without ``{fd}``).
 
     On Linux and macOS a socket bound with SO_REUSEADDR but not listening keeps the port out of
@@ -192,7 +217,7 @@ def port_reservation(host: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, 0))
+        sock.bind((host, port))
     except BaseException:
         sock.close()
         raise

@@ -11,9 +11,11 @@ anyio can wait on), so both share every decision made here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -24,7 +26,7 @@ from typing import IO, Any, Literal
 from . import _platform
 from ._errors import ServerStartError, ServerStartTimeout
 from ._output import OutputSink
-from ._ready import HealthProbe, ProbeFailed
+from ._ready import HealthProbe, ProbeFailed, TLSFailed, client_tls_context
 
 PortMode = Literal["fd", "reserve", "report"]
 
@@ -34,6 +36,19 @@ _REAP_CAP = 10.0  # after SIGKILL; only a process stuck in the kernel takes long
 # The longest single wait handed to a selector: epoll and poll take milliseconds in a C int, so
 # a huge timeout would overflow. Loops re-check their deadline, so any finite timeout works.
 _MAX_WAIT = 3600.0
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The certificate and key the server serves TLS with (checked in the parent first)."""
+
+    certfile: str
+    keyfile: str | None
+    password: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        key = f", ssl_keyfile={self.keyfile!r}" if self.keyfile else ""
+        return f"ssl_certfile={self.certfile!r}{key}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,18 @@ class LaunchSpec:
     port_mode: PortMode
     stream: IO[Any] | None
     log_dir: str | None = None
+    tls: TLSFiles | None = None  # serve https (and probe over TLS)
+    uds: str | None = None  # listen on this Unix socket instead of a TCP port
+    port: int | None = None  # a fixed port instead of a free one
+    cwd: str | None = None  # the server's working directory (and so its first import root)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def display_command(self, port: int | None = None) -> list[str]:
+        """The command line as shown in messages (no fd yet)."""
+        return [*self.display_prefix, *self.build_args(None, port)]
 
 
 class Supervisor:
@@ -78,6 +105,9 @@ class Supervisor:
         self._control_r.setblocking(False)
         self._control_w.setblocking(False)
         self._listener: socket.socket | None = None
+        self._created_uds = False
+        self._cwd = spec.cwd or ""
+        self._tls_context: ssl.SSLContext | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_watch: _platform.ExitWatch | None = None
         self._failure: tuple[str, str] | None = None  # (kind, reason), built into an error later
@@ -92,19 +122,60 @@ class Supervisor:
 
     def start(self) -> None:
         """Take the port now (errors raise here), then spawn from the supervisor thread."""
+        spec = self.spec
         try:
-            if self.spec.port_mode == "fd":
-                listener = _platform.listening_socket(self.spec.host)
-                self._listener = listener
-                self.port = listener.getsockname()[1]
-            elif self.spec.port_mode == "reserve":
-                reservation = _platform.port_reservation(self.spec.host)
-                self.port = reservation.getsockname()[1]
-                self._listener = reservation
+            if spec.tls is not None:
+                self._tls_context = _check_tls(spec)
+            try:
+                if spec.uds is not None:
+                    self._listener = _platform.unix_listening_socket(spec.uds)
+                    self._created_uds = True
+                elif spec.port_mode == "fd":
+                    listener = _platform.listening_socket(spec.host, spec.port or 0)
+                    self._listener = listener
+                    self.port = listener.getsockname()[1]
+                elif spec.port_mode == "reserve":
+                    reservation = _platform.port_reservation(spec.host, spec.port or 0)
+                    self.port = reservation.getsockname()[1]
+                    self._listener = reservation
+            except OSError as exc:
+                if spec.uds is None and not (spec.port and exc.errno == errno.EADDRINUSE):
+                    raise  # e.g. an address on no interface: the OSError says it best
+                raise self._address_error(exc) from None
         except BaseException:
             self.close()
             raise
         self._thread.start()
+
+    def _address_error(self, exc: OSError) -> ServerStartError:
+        spec = self.spec
+        if spec.uds is not None:
+            if exc.errno == errno.EADDRINUSE:
+                what = (
+                    f"the Unix socket path {spec.uds!r} (uds=) already exists: remove it (a "
+                    "socket a server left behind) or choose another path"
+                )
+            else:
+                what = f"cannot listen on the Unix socket {spec.uds!r} (uds=): {exc.strerror}"
+        else:
+            what = (
+                f"port {spec.port} on {spec.host} is already in use (port={spec.port}): stop "
+                "what listens there, or choose another port (or none, for a free one)"
+            )
+        return ServerStartError(
+            f"{what}; nothing was started", command=spec.display_command(spec.port)
+        )
+
+    def address_known(self) -> bool:
+        """Whether the probe knows where to connect (a reported port may come later)."""
+        return self.spec.uds is not None or self.port is not None
+
+    def health_url(self) -> str:
+        spec = self.spec
+        if spec.uds is not None:
+            return f"{spec.scheme}://localhost{spec.health_path} (Unix socket {spec.uds})"
+        base = url_for(spec.connect_host, self.port, spec.scheme)
+        return f"{base}{spec.health_path}"
 
     def request_stop(self) -> None:
         """Ask the supervisor to stop the server (idempotent, non-blocking, any thread)."""
@@ -154,6 +225,14 @@ class Supervisor:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self._remove_uds()
+
+    def _remove_uds(self) -> None:
+        """Remove the Unix socket file we created (the server is gone: nobody listens)."""
+        if self._created_uds and self.spec.uds is not None:
+            self._created_uds = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.spec.uds)
 
     def note(self, text: str) -> None:
         """Add a line of our own to the server's log."""
@@ -203,6 +282,7 @@ class Supervisor:
         args = spec.build_args(fd, self.port)
         self.command = [*spec.display_prefix, *args]
         pass_fds = [fd] if fd is not None else []
+        self._cwd = spec.cwd or os.getcwd()
         try:
             argv = _platform.child_argv(spec.kind, args)
             self._proc = subprocess.Popen(
@@ -211,6 +291,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=merged_env(spec.env),
+                cwd=spec.cwd,
                 close_fds=True,
                 **_platform.popen_options(pass_fds),
             )
@@ -246,14 +327,16 @@ class Supervisor:
         try:
             while True:
                 now = time.monotonic()
-                if probe is None and self.port is not None and now >= next_probe:
+                if probe is None and self.address_known() and now >= next_probe:
                     try:
-                        probe = HealthProbe(spec.connect_host, self.port, spec.health_path)
-                        sel.register(
-                            probe,
-                            selectors.EVENT_READ if probe.connected else selectors.EVENT_WRITE,
-                            "probe",
+                        probe = HealthProbe(
+                            spec.connect_host,
+                            self.port,
+                            spec.health_path,
+                            uds=spec.uds,
+                            tls=self._tls_context,
                         )
+                        sel.register(probe, probe.events, "probe")
                     except ProbeFailed as exc:
                         probe = None
                         drop_probe(str(exc))
@@ -262,7 +345,7 @@ class Supervisor:
                     _platform.kill(self._proc_or_fail())
                     return False
                 wait = deadline - now
-                if probe is None and self.port is not None:
+                if probe is None and self.address_known():
                     wait = min(wait, max(next_probe - now, 0.0))
                 for key, _ in sel.select(min(wait, _MAX_WAIT)):
                     tag = key.data
@@ -275,16 +358,19 @@ class Supervisor:
                             return False
                     elif tag == "probe" and probe is not None:
                         try:
-                            if not probe.connected:
-                                probe.on_writable()
-                                sel.modify(probe, selectors.EVENT_READ, "probe")
-                            elif probe.on_readable():
+                            if probe.on_event():
                                 status = probe.status
                                 self._last_status = status
                                 if status == 200:
                                     drop_probe("")
                                     return True
                                 drop_probe(f"health answered {status}")
+                            elif probe.events != key.events:
+                                sel.modify(probe, probe.events, "probe")
+                        except TLSFailed as exc:  # the server cannot serve TLS: say so now
+                            self._failure = ("tls", str(exc))
+                            _platform.kill(self._proc_or_fail())
+                            return False
                         except ProbeFailed as exc:
                             drop_probe(str(exc))
         finally:
@@ -367,6 +453,7 @@ class Supervisor:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self._remove_uds()
         if self.killed:
             self.note(
                 f"server-launcher: the server did not exit within {self.spec.shutdown_timeout:g} s "
@@ -395,7 +482,7 @@ class Supervisor:
         spec = self.spec
         tail = self.output.tail()
         command = self.command or list(spec.display_prefix)
-        url = f"http://{_url_host(spec.connect_host)}:{self.port}{spec.health_path}"
+        url = self.health_url()
         if kind == "timeout":
             seen = (
                 f"the health check last answered {self._last_status}"
@@ -416,6 +503,13 @@ class Supervisor:
             reason = (
                 f"the server exited with {describe_returncode(self.returncode)} before it was "
                 f"ready (health check GET {url})"
+            )
+            if spec.kind == "module":  # where a ModuleNotFoundError in the tail looked first
+                reason += f"; it imported from the working directory {self._cwd!r} first"
+        elif kind == "tls" and spec.tls is not None:
+            reason = (
+                f"{reason} (health check GET {url}, serving TLS with {spec.tls.describe()}); "
+                "the server was killed"
             )
         return ServerStartError(
             reason,
@@ -445,9 +539,37 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int | None, scheme: str = "http") -> str:
     """``http://127.0.0.1:PORT`` (IPv6 hosts in brackets)."""
-    return f"http://{_url_host(host)}:{port}"
+    return f"{scheme}://{_url_host(host)}:{port}"
+
+
+def _no_password() -> str:
+    return ""
+
+
+def _check_tls(spec: LaunchSpec) -> ssl.SSLContext:
+    """Load the certificate and key as the server will, before anything starts; the probe's
+    (non-verifying) client context."""
+    tls = spec.tls
+    assert tls is not None
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # Never None: OpenSSL would then prompt on the terminal for an encrypted key's password.
+        server_side.load_cert_chain(tls.certfile, tls.keyfile, tls.password or _no_password)
+    except (ssl.SSLError, OSError) as exc:
+        detail = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        hint = {
+            "KEY_VALUES_MISMATCH": "the key does not belong to the certificate",
+            "BAD_DECRYPT": "the key's password (ssl_keyfile_password) is wrong",
+            "PEM_LIB": "a file is not a PEM certificate or key, or the password is wrong",
+        }.get(str(detail), "")
+        raise ServerStartError(
+            f"TLS: the server cannot serve TLS with {tls.describe()}: "
+            f"{hint + ' ' if hint else ''}({detail}); nothing was started",
+            command=spec.display_command(spec.port),
+        ) from None
+    return client_tls_context()
 
 
 def merged_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
