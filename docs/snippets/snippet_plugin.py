@@ -18,8 +18,9 @@ one means:
   page's text says the same to the reader); `<!-- clear-namespace -->` starts a fresh namespace
   and working folder, for a page that moves on to another project.
 
-Each page starts in a fresh temporary folder; a page that installs from the clone starts in the
-clone's root instead (`<!-- snippets: cwd=clone -->`), as a visitor who just cloned it would.
+Each page starts in a fresh temporary folder. A shell block right after
+`<!-- snippets: cwd=clone -->` runs in the clone's root instead, as a visitor who just cloned
+it would; a shell block that `cd`s somewhere moves the page's next blocks there.
 """
 
 from __future__ import annotations
@@ -57,10 +58,9 @@ def _state(example: Example) -> dict[str, Any]:
     state: dict[str, Any] | None = namespace.get("__snippets__")
     if state is None:
         home = Path(tempfile.mkdtemp(prefix="snippets-"))
-        clone = _CWD_DIRECTIVE.search(example.document.text) is not None
         state = {
             "home": home,
-            "cwd": ROOT if clone else home,
+            "cwd": home,
             "modules": set(sys.modules),
             "registries": set(map(id, settings_override.open_registries())),
         }
@@ -161,16 +161,21 @@ def evaluate_ini(example: Example) -> str | None:
 
 def evaluate_bash(example: Example) -> str | None:
     state = _state(example)
+    before = example.document.text[: example.start].rstrip("\n").rsplit("\n", 3)[-3:]
+    in_clone = any(_CWD_DIRECTIVE.search(line) for line in before)
+    start = ROOT if in_clone else Path(state["cwd"])
     env = _env(state)
     env["PATH"] = f"{_venv() / 'bin'}{os.pathsep}{env['PATH']}"
     env["VIRTUAL_ENV"] = str(_venv())
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     marker = Path(state["home"]) / ".snippet-cwd"
     script = f"{textwrap.dedent(example.parsed)}\npwd > {marker}\n"
-    result = _run(["bash", "-eu", "-c", script], Path(state["cwd"]), env)
+    result = _run(["bash", "-eu", "-c", script], start, env)
     if result.returncode != 0:
         return f"the shell snippet failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-    state["cwd"] = Path(marker.read_text().strip())
+    ended_in = Path(marker.read_text().strip())
+    if ended_in != start:
+        state["cwd"] = ended_in  # it cd-ed somewhere: the page's next blocks go on from there
     return None
 
 
