@@ -11,6 +11,8 @@ order, and a deadlock becomes an error.
 
 from __future__ import annotations
 
+import types
+
 from ._patch import DEFAULT_CLOCKS, DEFAULT_TARGETS, UnknownTargetError, patch_sleep
 from ._recorder import SleepRecorder
 from ._virtual import (
@@ -38,3 +40,13 @@ __all__ = [
     "patch_sleep",
     "virtual_time",
 ]
+
+
+# Every public class and function names this package as its home, so reprs, tracebacks,
+# pickles and the docs' inventory show the path users import (`fake_sleep.X`), not a private
+# module.
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type | types.FunctionType):
+        _public.__module__ = __name__
+del _name, _public
