@@ -274,6 +274,27 @@ async def test_assert_sleeps_for_fails_with_the_documented_message() -> None:
 
 
 @pytest.mark.anyio
+async def test_assert_sleeps_for_message_rounds_float_noise() -> None:
+    """After earlier sleeps the block's total is a difference of shifts: 3.8999999999999995."""
+    with patch_sleep() as sleep:
+        await anyio.sleep(0.2)
+        with pytest.raises(AssertionError) as caught:
+            with sleep.assert_sleeps_for(5):
+                await anyio.sleep(1.3)
+                await anyio.sleep(2.6)
+        assert sleep.shift - 0.2 != 3.9  # the noise the message must not show
+        assert str(caught.value) == "Sleep was called for 3.9; expected 5 with tolerance of +1, -0"
+        with pytest.raises(AssertionError) as as_float:
+            with sleep.assert_sleeps_for(6.5, extra_tolerance=0.1):
+                await anyio.sleep(1 / 3)
+        message = str(as_float.value)
+        assert message.startswith("Sleep was called for 0.333333; expected 6.5 with tolerance of +")
+        tolerance = message.split("+")[1].split(",")[0]
+        assert len(tolerance.replace(".", "").lstrip("0")) <= 6  # 6 significant digits at most
+        assert message.endswith(", -0.1")
+
+
+@pytest.mark.anyio
 async def test_assert_sleeps_for_lets_an_error_in_the_block_through() -> None:
     with patch_sleep() as sleep:
         with pytest.raises(KeyError):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import inspect
+import sys
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -118,6 +121,57 @@ def _pendulum_installed() -> bool:
     return True
 
 
+def _import_binders(slots: list[_Slot]) -> None:
+    """Import anyio's asyncio backend before `asyncio.sleep` is patched.
+
+    It does `from asyncio import sleep` when first imported: imported inside the block, it
+    would keep the fake for good and every later `anyio.sleep` would call it. (anyio's trio
+    backend looks `trio.sleep` up on each call; other late binders are handled on exit.)
+    """
+    if any(slot.original is asyncio.sleep for slot in slots):
+        with contextlib.suppress(ImportError):  # another anyio layout: the exit repair covers it
+            importlib.import_module("anyio._backends._asyncio")
+
+
+def _modules_mark() -> tuple[int, str | None]:
+    """Where `sys.modules` ends now: modules imported later come after it (dicts keep order)."""
+    return len(sys.modules), next(reversed(sys.modules), None)
+
+
+def _imported_since(mark: tuple[int, str | None]) -> list[Any]:
+    """The modules imported after `mark` was taken (all of them if the mark's module is gone)."""
+    count, last = mark
+    if len(sys.modules) == count and next(reversed(sys.modules), None) == last:
+        return []  # the usual case: nothing imported inside the block
+    new = []
+    for name in reversed(list(sys.modules)):  # a copy: another thread may be importing
+        if name == last:
+            break
+        new.append(sys.modules.get(name))
+    return new
+
+
+def _unbind(modules: list[Any], recorder: SleepRecorder, slots: list[_Slot]) -> None:
+    """Give modules imported inside the block the real target back where they bound the fake.
+
+    A global holding the recorder gets the original of the one target it can have come from:
+    the only target, or the only one with the global's name. Where that is ambiguous the
+    global keeps the recorder, which then refuses awaits with a clear error.
+    """
+    for module in modules:
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            if value is not recorder:
+                continue
+            originals = {id(s.original): s.original for s in slots}
+            if len(originals) > 1:
+                originals = {id(s.original): s.original for s in slots if s.name == name}
+            if len(originals) == 1:
+                namespace[name] = next(iter(originals.values()))
+
+
 class _SleepPatch:
     """The context manager `patch_sleep` returns; entering it patches, leaving it restores."""
 
@@ -126,6 +180,9 @@ class _SleepPatch:
         self._clocks = clocks
         self._default_clocks = default_clocks
         self._applied: list[_Slot] | None = None
+        self._recorder: SleepRecorder | None = None
+        self._target_slots: list[_Slot] = []
+        self._modules: tuple[int, str | None] = (0, None)
 
     def __enter__(self) -> SleepRecorder:
         if self._applied is not None:
@@ -164,9 +221,12 @@ class _SleepPatch:
             if not callable(slot.original):
                 raise TypeError(f"cannot shift {slot.path!r}: {slot.original!r} is not callable")
 
+        _import_binders(target_slots)
         recorder = SleepRecorder()
         applied: list[_Slot] = []
         self._applied = applied
+        self._recorder, self._target_slots = recorder, target_slots
+        self._modules = _modules_mark()
         try:
             for slot in target_slots:
                 _set(slot, recorder)
@@ -197,6 +257,10 @@ class _SleepPatch:
                 setattr(slot.owner, slot.name, slot.raw)
             else:
                 delattr(slot.owner, slot.name)
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            _unbind(_imported_since(self._modules), recorder, self._target_slots)
+            recorder._end([slot.path for slot in self._target_slots])
 
 
 def patch_sleep(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import numbers
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+import types
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from typing import Any, Final
 from unittest.mock import AsyncMock
 
@@ -32,20 +36,67 @@ del sleep
 _NO_DELAY: Final[Any] = object()
 
 
-def _real_sleep() -> Callable[[float], Awaitable[None]]:
-    """The real `anyio.sleep`, even when it is already patched by an outer recorder."""
-    current: Any = anyio.sleep
-    while isinstance(current, SleepRecorder):
-        current = current._sleep
-    return current  # type: ignore[no-any-return]
+# -- the checkpoint and the judge, through no name a patch can replace ------------------------
+#
+# The recorder may replace `anyio.sleep`, `asyncio.sleep`, `trio.sleep` or a user's function,
+# and `anyio.sleep` calls the backend's sleep by name: a recorder that checkpointed with
+# `anyio.sleep(0)` would call itself under a `trio.sleep` patch. So it checkpoints with the
+# backends' own primitives, and hands odd arguments to real functions captured before patching.
+
+
+@types.coroutine
+def _asyncio_checkpoint() -> Generator[None, None, None]:
+    """One turn of the asyncio loop: exactly what `asyncio.sleep(0)` does, without its name."""
+    yield
+
+
+# trio's `lowlevel.checkpoint` and `lowlevel.in_trio_task`, read once trio is imported.
+_trio: tuple[Callable[[], Awaitable[None]], Callable[[], bool]] | None = None
+
+
+def _trio_hooks() -> tuple[Callable[[], Awaitable[None]], Callable[[], bool]] | None:
+    """trio's checkpoint and "am I in a trio task?", or None while trio is not imported."""
+    global _trio
+    if _trio is None:
+        lowlevel = getattr(sys.modules.get("trio"), "lowlevel", None)
+        if lowlevel is not None:
+            _trio = (lowlevel.checkpoint, lowlevel.in_trio_task)
+    return _trio
+
+
+def _checkpoint() -> Awaitable[None]:
+    """A checkpoint on the running backend (trio's, or asyncio's) that no patch can reach."""
+    trio = _trio or _trio_hooks()
+    if trio is not None and trio[1]():
+        return trio[0]()
+    return _asyncio_checkpoint()
+
+
+def _unwrapped(value: Any, attribute: str) -> Any:
+    """`value`, or what the recorder(s) it is had captured under `attribute` before patching."""
+    while isinstance(value, SleepRecorder):
+        value = getattr(value, attribute)
+    return value
+
+
+# True while a recorder lets the real `anyio.sleep` judge odd arguments: if that hands them on
+# to a backend sleep the recorder replaced, the recorder is entered again and asks the real one.
+_judging: ContextVar[bool] = ContextVar("fake_sleep_judging", default=False)
 
 
 class SleepRecorder:
     """An instant, recording stand-in for `anyio.sleep`.
 
     Awaiting it validates the delay like the installed `anyio.sleep`, records it, adds it to
-    the virtual shift that patched clocks follow, and awaits the real `anyio.sleep(0)`: it
-    returns at once but stays a checkpoint (other tasks run, cancellation is delivered).
+    the virtual shift that patched clocks follow, and awaits one checkpoint of the running
+    backend (what `anyio.sleep(0)` awaits, reached through no patchable name, so it can stand
+    in for `trio.sleep` or `asyncio.sleep` too): it returns at once but stays a checkpoint
+    (other tasks run, cancellation is delivered).
+
+    A recorder that `patch_sleep` yielded refuses to be awaited once its block has ended
+    (`RuntimeError`, naming what it replaced); its recorded calls and assertions keep working.
+    Thread-safety: awaiting it from tasks of several threads at once may lose a delay; the
+    assertions are read-only and safe.
 
     It answers the `unittest.mock.AsyncMock` assertion and inspection API with the results
     and messages an `AsyncMock` gives for the same awaits. Only delays are stored (plus the
@@ -56,10 +107,31 @@ class SleepRecorder:
     that were never awaited).
     """
 
-    __slots__ = ("_delays", "_mock", "_odd", "_replayed", "_shift", "_sleep")
+    __slots__ = (
+        "_asyncio_sleep",
+        "_delays",
+        "_ended",
+        "_judge",
+        "_mock",
+        "_odd",
+        "_replayed",
+        "_shift",
+        "_trio_sleep",
+    )
 
     def __init__(self) -> None:
-        self._sleep: Callable[[float], Awaitable[None]] = _real_sleep()
+        # The real functions, captured before any patch this recorder is part of: anyio's
+        # sleep judges odd arguments; the backends' sleeps answer when anyio hands them on.
+        self._judge: Callable[..., Awaitable[None]] = _unwrapped(anyio.sleep, "_judge")
+        self._asyncio_sleep: Callable[..., Awaitable[Any]] = _unwrapped(
+            asyncio.sleep, "_asyncio_sleep"
+        )
+        trio = sys.modules.get("trio")
+        self._trio_sleep: Callable[..., Awaitable[None]] | None = (
+            None if trio is None else _unwrapped(trio.sleep, "_trio_sleep")
+        )
+        # Why awaiting must fail, once the patch that installed this recorder has ended.
+        self._ended: str | None = None
         self._delays: list[Any] = []
         # Calls that were not `sleep(delay)`: index -> (args, kwargs). Usually empty.
         self._odd: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
@@ -70,6 +142,8 @@ class SleepRecorder:
 
     async def __call__(self, delay: Any = _NO_DELAY, /, *args: Any, **kwargs: Any) -> None:
         """Sleep for no real time: record the delay, then let other tasks run once."""
+        if self._ended is not None:
+            raise RuntimeError(self._ended)
         if args or kwargs or delay is _NO_DELAY:
             await self._odd_call((() if delay is _NO_DELAY else (delay, *args)), kwargs)
             return
@@ -83,7 +157,7 @@ class SleepRecorder:
             return
         self._shift = shift
         self._delays.append(delay)
-        await self._sleep(0)
+        await _checkpoint()
 
     async def _odd_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """A call that is not `sleep(delay)`: the same, keeping its arguments for inspection."""
@@ -98,7 +172,7 @@ class SleepRecorder:
         self._shift = shift
         self._odd[len(self._delays)] = (args, kwargs)
         self._delays.append(delay)
-        await self._sleep(0)
+        await _checkpoint()
 
     async def _ask_real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Let the real `anyio.sleep` judge arguments that are not a plain duration.
@@ -107,17 +181,46 @@ class SleepRecorder:
         and message a caller of the real function gets, whatever anyio and backend are
         installed) or accepts and is cancelled at its first checkpoint: it never blocks.
         """
-        real: Any = self._sleep
-        with anyio.CancelScope() as scope:
-            scope.cancel()
-            await real(*args, **kwargs)
+        if _judging.get():
+            # Entered again: the real anyio.sleep handed the call on to the backend's sleep,
+            # which this recorder replaces. Let the real one judge, in the cancelled scope.
+            await self._backend_sleep()(*args, **kwargs)
+            return
+        token = _judging.set(True)
+        try:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await self._judge(*args, **kwargs)
+        finally:
+            _judging.reset(token)
         # Accepted (before anyio 4.16, asyncio sleeps 0 for a negative delay and forever for
         # NaN): recorded as asked; the clocks do not move, they never go backwards.
         delay = _bind_delay(*args, **kwargs)
         if len(args) != 1 or kwargs:
             self._odd[len(self._delays)] = (args, kwargs)
         self._delays.append(delay)
-        await self._sleep(0)
+        await _checkpoint()
+
+    def _backend_sleep(self) -> Callable[..., Awaitable[Any]]:
+        """The running backend's real sleep (trio's or asyncio's)."""
+        trio = _trio_hooks()
+        if trio is not None and trio[1]():
+            real = self._trio_sleep
+            if real is None:  # trio was imported after this recorder was made
+                real = _unwrapped(sys.modules["trio"].sleep, "_trio_sleep")
+            return real
+        return self._asyncio_sleep
+
+    def _end(self, replaced: Sequence[str]) -> None:
+        """Refuse awaits from now on: the patch that installed this recorder has ended."""
+        names = ", ".join(repr(path) for path in replaced)
+        self._ended = (
+            f"this SleepRecorder (faking {names}) was awaited after its patch_sleep() block"
+            " ended: something kept a reference to the fake past the block, such as a module"
+            " imported inside the block that did `from ... import sleep`. Import such modules"
+            " before the block, or name their own paths in targets= (for example"
+            " 'mypkg.worker.sleep'). The recorded sleeps and assertions still work."
+        )
 
     def __repr__(self) -> str:
         return f"<SleepRecorder: {len(self._delays)} sleeps, {self.total} s>"
@@ -176,8 +279,8 @@ class SleepRecorder:
             runtime = int(runtime) + 1
         if not (slept - float(extra) <= seconds <= slept + runtime + extra):
             raise AssertionError(
-                f"Sleep was called for {slept}; expected {seconds} with tolerance of"
-                f" +{runtime + extra}, -{extra}"
+                f"Sleep was called for {_rounded(slept)}; expected {_rounded(seconds)} with"
+                f" tolerance of +{_rounded(runtime + extra)}, -{_rounded(extra)}"
             )
 
     # -- the AsyncMock view -----------------------------------------------------------------
@@ -326,6 +429,13 @@ class SleepRecorder:
         """As `AsyncMock.assert_not_awaited`."""
         __tracebackhide__ = True
         self._view().assert_not_awaited()
+
+
+def _rounded(value: object) -> str:
+    """A float to 6 significant digits (3.8999999999999995 reads 3.9, 3.0 stays 3.0)."""
+    if isinstance(value, float):
+        return repr(float(f"{value:.6g}"))
+    return str(value)
 
 
 def _check_seconds(name: str, value: object) -> None:
