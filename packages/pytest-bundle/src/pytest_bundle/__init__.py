@@ -2,12 +2,27 @@
 
 Importing this package must stay cheap: pytest loads it in every session through the
 ``pytest11`` entry point, so it imports only the standard library and pytest.
+``HostedApiServerError`` (a ``server_launcher.ServerStartError``) is loaded on first use.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._factory import HostedApiServerFactory
+
+if TYPE_CHECKING:
+    from ._errors import HostedApiServerError
 
 __version__ = "0.1.0"
 
-__all__ = ["HostedApiServerFactory", "__version__"]
+__all__ = ["HostedApiServerError", "HostedApiServerFactory", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    """``HostedApiServerError`` imports server_launcher, so it is loaded when first named."""
+    if name == "HostedApiServerError":
+        from ._errors import HostedApiServerError
+
+        return HostedApiServerError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
