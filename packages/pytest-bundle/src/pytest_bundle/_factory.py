@@ -8,6 +8,7 @@ its teardown), else the session.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -94,18 +95,23 @@ def checked_env(env: object) -> dict[str, str | None]:
 def make_factory(
     pool: ServerPool, holders: Holders, note_used: Callable[[pytest.Item, ServerState], None]
 ) -> HostedApiServerFactory:
-    """The fixture's callable: check, hold for the asker, return the URL."""
+    """The fixture's callable: check, hold for the asker, return the URL. Thread-safe."""
+    lock = threading.Lock()  # for the notes on who uses which server; the pool has its own
 
     def hosted_api_server_factory(env: Mapping[str, str | None] = NO_ENV) -> str:
+        __tracebackhide__ = True
         variant = pool.variant(checked_env(env))
         state = pool.state(variant)
-        asker = holders.asker()
-        if asker is not None:
-            state.used_by.add(asker)  # tests using that fixture get the server's output
-        if holders.item is not None:
-            note_used(holders.item, state)
+        with lock:
+            asker = holders.asker()
+            if asker is not None:
+                state.used_by.add(asker)  # tests using that fixture get the server's output
+            item = holders.item
+            if item is not None:
+                note_used(item, state)
         url = pool.acquire(variant)
-        holders.hold_until_done(lambda: pool.release(variant))
+        with lock:
+            holders.hold_until_done(lambda: pool.release(variant))
         return url
 
     return hosted_api_server_factory
