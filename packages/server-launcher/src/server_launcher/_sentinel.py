@@ -82,6 +82,21 @@ def _spawn_watchdog() -> None:
         os.posix_spawn(argv[0], argv, {}, file_actions=actions)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Run the atexit handlers, then die of SIGTERM as before.
+
+    uvicorn re-raises SIGTERM after its graceful shutdown, and the default action ends the
+    process without any atexit handler: coverage (run with ``patch = ["subprocess"]``) would
+    never save the server's data. uvicorn restores this handler before it re-raises.
+    """
+    import atexit
+    import signal
+
+    atexit._run_exitfuncs()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str]) -> None:
     """Arm both kill switches, then become the server."""
     launcher, kind, args = int(argv[0]), argv[1], argv[3:]
@@ -95,6 +110,9 @@ def main(argv: list[str]) -> None:
     sys.modules.pop("_sentinel", None)  # imported by the loader under this name: not the app's
     if kind == "module":
         import runpy
+        import signal
+
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
         sys.argv = args
         sys.path[0] = os.getcwd()  # what ``python -m`` does (the loader's ``-c`` put "" there)
