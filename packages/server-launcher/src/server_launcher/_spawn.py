@@ -1,8 +1,9 @@
 """Starting, watching, stopping and reaping one server process: the single implementation.
 
 Each launch gets one supervisor thread that spawns the child and lives until the child has been
-reaped (a server started from a short-lived worker thread must outlive that thread). It runs a small selector loop over
-the child's exit (a pidfd on Linux), the health probe, and a control socket; the sync and async
+reaped (a server started from a short-lived worker thread must outlive that thread). It runs
+a small selector loop over the child's exit (a pidfd on Linux), the health probe, and a control
+socket; the sync and async
 front ends only wait for its state changes (a ``threading.Event``, or a readable socket that
 anyio can wait on), so both share every decision made here.
 """
