@@ -3,9 +3,8 @@
 Each launch gets one supervisor thread that spawns the child and lives until the child has been
 reaped (a server started from a short-lived worker thread must outlive that thread). It runs
 a small selector loop over the child's exit (a pidfd on Linux), the health probe, and a control
-socket; the sync and async
-front ends only wait for its state changes (a ``threading.Event``, or a readable socket that
-anyio can wait on), so both share every decision made here.
+socket; the sync and async front ends only wait for its state changes (a ``threading.Event``,
+or a readable socket that anyio can wait on), so both share every decision made here.
 """
 
 from __future__ import annotations
