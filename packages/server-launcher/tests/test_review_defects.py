@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import resource
@@ -155,3 +156,91 @@ def test_the_nowaitid_switch_takes_the_portable_paths() -> None:
             check=True,
         )
         assert done.stdout.strip() == expected
+
+
+_SUBREAPER = pytest.mark.skipif(
+    not sys.platform.startswith("linux")
+    or os.environ.get("SERVER_LAUNCHER_PORTABLE", "") not in ("", "0"),
+    reason="Linux only (PR_SET_CHILD_SUBREAPER and /proc); the portable paths kill the group",
+)
+
+
+class _Stream(io.StringIO):
+    """The caller's ``output=`` stream."""
+
+
+def _session_helper(server: Any) -> int:
+    deadline = time.monotonic() + 60
+    while "helper tick" not in server.output():  # the helper runs and writes to our pipe
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.01)
+    return int(server.output().split("session helper pid ")[1].split()[0])
+
+
+@_SUBREAPER
+def test_a_helper_the_server_starts_in_its_own_session_dies_with_the_stop(
+    testapp: Callable[..., Any],
+    resources: Callable[[], dict[str, int]],
+    wait_gone: Callable[[int, float], bool],
+) -> None:
+    """start_new_session=True escaped the group's signals: it outlived the stop, kept the
+    output pipe (a 2 s wait, a thread and 2 fds leaked) and kept writing to ``output=``."""
+    stream = _Stream()
+    before = resources()
+    with testapp(env={"TESTAPP_SPAWN_SESSION": "1"}, output=stream) as server:
+        helper = _session_helper(server)
+    written = stream.getvalue()
+    try:
+        assert wait_gone(helper, 30), "the helper outlived the server"
+        assert resources() == before  # the output thread ended; its pipe and log are closed
+        assert stream.getvalue() == written  # nothing reached the stream after the stop
+        assert "helper tick" in written
+    finally:
+        if not wait_gone(helper, 0):
+            os.kill(helper, signal.SIGKILL)
+
+
+KILLED_PARENT = """
+import json, sys, time
+from server_launcher import launch_server
+
+launcher = launch_server(
+    "launcher_testapp:create_app",
+    server_args=["--app-dir", sys.argv[1]],
+    env={"TESTAPP_SPAWN_SESSION": "1"},
+)
+with launcher as server:
+    deadline = time.monotonic() + 60
+    while "helper tick" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    helper = int(server.output().split("session helper pid ")[1].split()[0])
+    print(json.dumps({"pid": server.pid, "helper": helper}), flush=True)
+    time.sleep(120)
+"""
+
+
+@_SUBREAPER
+def test_a_helper_in_its_own_session_dies_with_a_killed_launcher(
+    apps_dir: Any, wait_gone: Callable[[int, float], bool]
+) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PARENT, str(apps_dir)], stdout=subprocess.PIPE, text=True
+    )
+    info: dict[str, int] = {}
+    try:
+        assert parent.stdout is not None
+        info = json.loads(parent.stdout.readline())
+        assert not wait_gone(info["helper"], 0.0)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        assert wait_gone(info["pid"], 30.0), "the server outlived its launcher"
+        assert wait_gone(info["helper"], 30.0), "the server's own-session helper outlived it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+        for pid in info.values():
+            if not wait_gone(pid, 0.0):
+                os.kill(pid, signal.SIGKILL)

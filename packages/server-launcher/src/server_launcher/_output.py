@@ -156,13 +156,14 @@ class OutputSink:
             if match:
                 callback, self._on_port = self._on_port, None
                 callback(int(match.group(1)))
-        if self._stream is not None:
+        stream = self._stream  # once: wait_drained() may drop it meanwhile
+        if stream is not None:
             try:
                 if self._stream_binary:
-                    self._stream.write(data)
+                    stream.write(data)
                 else:
-                    self._stream.write(self._decoder.decode(data))
-                self._stream.flush()
+                    stream.write(self._decoder.decode(data))
+                stream.flush()
             except (OSError, ValueError):
                 self._stream = None  # a closed or broken stream must not stop the draining
 
@@ -183,6 +184,9 @@ class OutputSink:
                 self._thread = None
                 return
         self.sync()
+        # The server is stopped: whatever still writes into the pipe is not its output, and
+        # must not reach the caller's stream any more.
+        self._stream = None
 
     def text(self) -> str:
         """Everything the child wrote up to this call, decoded as UTF-8 (bad bytes replaced)."""

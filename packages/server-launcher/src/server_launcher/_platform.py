@@ -4,14 +4,14 @@ How the port is held, how the child is spawned, signalled and watched. The child
 bootstrap that makes sure no server outlives the process that launched it, is ``_sentinel.py``.
 
 POSIX: the parent binds and listens and passes the socket (``--fd``); the child runs in its own
-session (its own process group). The child is the server itself, after a short bootstrap: it sets
-``PR_SET_PDEATHSIG(SIGKILL)`` on Linux (against the launcher's supervisor thread) and starts a
-tiny ``/bin/sh`` *watchdog* in its process group that watches the launcher's stdin pipe (EOF
-means the launcher died) and then kills the whole process group.
+session (its own process group). The child is the server itself, after a short bootstrap: on
+Linux it becomes a child subreaper (what it starts in other sessions stays its descendant) and
+it starts a tiny ``/bin/sh`` *watchdog* in its process group that watches the launcher's stdin
+pipe (EOF means the launcher died) and then kills the server's descendants and its group.
 
 Portable paths: where Linux has something better, the portable way is also written here (no
-``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no
-``PR_SET_PDEATHSIG``: only the watchdog's stdin watch; uvicorn binds port 0 and the parent reads
+``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no subreaper:
+only the server's process group is killed; uvicorn binds port 0 and the parent reads
 the port it reports, instead of taking the parent's socket; poll instead of epoll).
 ``SERVER_LAUNCHER_PORTABLE=1`` forces all of them on Linux, so that every branch macOS and other
 POSIX systems take is tested here; ``SERVER_LAUNCHER_PORTABLE=nowaitid`` also acts as if there
@@ -256,6 +256,62 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     """
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+Stray = tuple[int, str]  # (pid, start time): a pid is only killed while it names the same process
+
+
+def strays(pid: int) -> list[Stray]:
+    """Linux: the descendants of ``pid`` outside its process group (started in a new session).
+
+    Read from ``/proc/PID/task/TID/children``, i.e. only the server's subtree. The server is a
+    child subreaper, so nothing it started can have been orphaned out of the subtree while it
+    lives. Empty elsewhere, or when the kernel lacks those files.
+    """
+    if not HAS_PROC:
+        return []
+    found: list[Stray] = []
+    todo, seen = [pid], {pid}
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as listing:
+                    children = [int(child) for child in listing.read().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child in seen:
+                    continue
+                seen.add(child)
+                todo.append(child)
+                fields = _stat_fields(child)
+                if fields is not None and int(fields[2]) != pid:  # pgrp: not in the group
+                    found.append((child, fields[19]))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, ... (None: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def kill_strays(found: list[Stray]) -> None:
+    """SIGKILL each stray that still is the process it was (same start time) and not a zombie."""
+    for pid, started in found:
+        fields = _stat_fields(pid)
+        if fields is None or fields[19] != started or fields[0] in ("Z", "X"):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class ExitWatch:

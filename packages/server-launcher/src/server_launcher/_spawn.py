@@ -1,11 +1,10 @@
 """Starting, watching, stopping and reaping one server process: the single implementation.
 
 Each launch gets one supervisor thread that spawns the child and lives until the child has been
-reaped. Spawning from it (never from a short-lived worker thread) matters: ``PR_SET_PDEATHSIG``
-fires when the *thread* that spawned the child ends. The thread runs a small selector loop over
-the child's exit (a pidfd on Linux), the health probe, and a control socket; the sync and async
-front ends only wait for its state changes (a ``threading.Event``, or a readable socket that
-anyio can wait on), so both share every decision made here.
+reaped (a server started from a short-lived worker thread must outlive that thread). It runs
+a small selector loop over the child's exit (a pidfd on Linux), the health probe, and a control
+socket; the sync and async front ends only wait for its state changes (a ``threading.Event``,
+or a readable socket that anyio can wait on), so both share every decision made here.
 """
 
 from __future__ import annotations
@@ -113,6 +112,7 @@ class Supervisor:
         self._failure: tuple[str, str] | None = None  # (kind, reason), built into an error later
         self._last_status: int | None = None
         self._last_problem = ""
+        self._strays: list[_platform.Stray] = []
         # Only a server that reports its port has its output scanned for one.
         on_port = self._port_reported if spec.port_mode == "report" else None
         self.output = OutputSink(spec.stream, on_port, spec.log_dir)
@@ -271,7 +271,7 @@ class Supervisor:
                 elif self.stop_requested and self._failure is None:
                     # Stopped (Ctrl-C, cancellation) before it was ready: nothing of value can
                     # be lost, so it is killed at once rather than given the shutdown grace.
-                    _platform.kill(self._proc_or_fail())
+                    self._kill_all()
         except BaseException as exc:  # a bug here must not leave the child running
             self._failure = ("internal", f"server-launcher failed while supervising: {exc!r}")
         self._finish()
@@ -342,7 +342,7 @@ class Supervisor:
                         drop_probe(str(exc))
                 if now >= deadline:
                     self._failure = ("timeout", "")
-                    _platform.kill(self._proc_or_fail())
+                    self._kill_all()
                     return False
                 wait = deadline - now
                 if probe is None and self.address_known():
@@ -376,6 +376,13 @@ class Supervisor:
         finally:
             if probe is not None:
                 probe.close()
+
+    def _kill_all(self) -> None:
+        """SIGKILL the group and everything the server started outside it (Linux)."""
+        proc = self._proc_or_fail()
+        self._strays += _platform.strays(proc.pid)  # none once the server has exited
+        _platform.kill_strays(self._strays)
+        _platform.kill(proc)
 
     def _drain_control(self) -> bytes:
         """Everything sent so far: a byte left unread would wake every later select at once."""
@@ -414,17 +421,20 @@ class Supervisor:
         request (``request_kill``) ends the grace at once.
         """
         proc = self._proc_or_fail()
+        # What the server started in sessions of its own gets no signal to the group: found
+        # now, while the server (a subreaper) still holds them, and killed once it is gone.
+        self._strays = _platform.strays(proc.pid)
         if not self.kill_requested:
             _platform.terminate(proc)
         kill_at = time.monotonic() + self.spec.shutdown_timeout
         while True:
             if self.kill_requested:
-                _platform.kill(proc)
+                self._kill_all()
                 return
             remaining = kill_at - time.monotonic()
             if remaining <= 0:
                 self.killed = True
-                _platform.kill(proc)
+                self._kill_all()
                 return
             for key, _ in sel.select(min(remaining, _MAX_WAIT)):
                 if key.data == "exit":
@@ -436,7 +446,7 @@ class Supervisor:
         """Kill what is left of the group, reap, drain the output, report."""
         proc = self._proc
         if proc is not None:
-            _platform.kill(proc)  # leftovers (workers); the unreaped leader keeps the group id ours
+            self._kill_all()  # leftovers (workers); the unreaped leader keeps the group id ours
             try:
                 proc.wait(timeout=_REAP_CAP)
             except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the kernel
