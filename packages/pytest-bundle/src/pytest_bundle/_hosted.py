@@ -207,6 +207,9 @@ def run_server(
         startup_timeout=config.startup_timeout,
         shutdown_timeout=config.shutdown_timeout,
         log_dir=log_dir,
+        cwd=config.rootdir,  # the server imports the app from the rootdir first, as pytest does
+        ssl_certfile=config.ssl_certfile,
+        ssl_keyfile=config.ssl_keyfile,
     )
     started = time.perf_counter()
     try:
