@@ -77,8 +77,15 @@ def test_restart_of_a_command_with_a_fd_keeps_the_port(
 def test_restart_refuses_a_command_that_cannot_be_told_its_port(get: Get) -> None:
     """A command that reports its own port could come back on another one: refused before the
     server is stopped."""
-    command = ["{python}", "-m", "uvicorn", "--factory", "server_launcher.demo:create_app",
-               "--port", "0"]
+    command = [
+        "{python}",
+        "-m",
+        "uvicorn",
+        "--factory",
+        "server_launcher.demo:create_app",
+        "--port",
+        "0",
+    ]
     with launch_server(command=command, health_path="/api/health") as server:
         with pytest.raises(RuntimeError, match=r"restart\(\) needs a command with \{fd\}"):
             server.restart()

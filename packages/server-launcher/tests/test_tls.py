@@ -195,10 +195,7 @@ def test_a_custom_command_gets_the_certificate_through_placeholders(
         "{ssl_keyfile}",
         "server_launcher.demo:create_app()",
     ]
-    try:
-        import hypercorn  # noqa: F401
-    except ImportError:  # pragma: no cover - hypercorn is in the test environment
-        pytest.skip("needs hypercorn")
+    pytest.importorskip("hypercorn")
     with launch_server(
         command=command, health_path="/api/health", ssl_certfile=certfile, ssl_keyfile=keyfile
     ) as server:

@@ -31,8 +31,9 @@ class _Option:
     name: str
     help: str
     default: str
-    # "string", "bool", "float", "optional-float", "positive-int", "paths" (dotted paths, one
-    # per line or comma-separated) or "pairs" (NAME=value, one per line: values may contain commas)
+    # "string", "bool", "float", "optional-float", "positive-int", "optional-file", "paths"
+    # (dotted paths, one per line or comma-separated) or "pairs" (NAME=value, one per line:
+    # values may contain commas)
     kind: str = "string"
 
     @property
@@ -80,6 +81,19 @@ OPTIONS: tuple[_Option, ...] = (
         "Seconds to wait after SIGTERM before SIGKILL (10).",
         "10",
         "float",
+    ),
+    _Option(
+        "hosted_api_ssl_certfile",
+        "PEM certificate the hosted server serves HTTPS with (relative to the rootdir); the "
+        "URL setting then gets the https URL. Default: plain HTTP.",
+        "",
+        "optional-file",
+    ),
+    _Option(
+        "hosted_api_ssl_keyfile",
+        "Private key of hosted_api_ssl_certfile, when the certificate file does not hold it.",
+        "",
+        "optional-file",
     ),
     _Option(
         "hosted_api_url_setting",
@@ -165,6 +179,10 @@ class BundleConfig:
     sleep_targets: tuple[str, ...]
     sleep_clocks: tuple[str, ...]
     virtual_clock_end: float | None
+    # The server's working directory (pytest's rootdir) and its TLS files (absolute, or None).
+    rootdir: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     # The options the user set (ini or command line): only those are resolved at start-up, so
     # that the defaults (anyio.sleep, pendulum.now) never force an import.
     given: frozenset[str] = frozenset()
@@ -361,6 +379,17 @@ def _check_app_string(option: _Option, app: str) -> str:
     return app
 
 
+def _as_file(option: _Option, value: str | bool | list[str], root: Path) -> str | None:
+    """An existing file, relative to the rootdir; None when not set."""
+    text = str(value).strip()
+    if not text:
+        return None
+    path = (root / os.path.expanduser(text)).resolve()
+    if not path.is_file():
+        raise pytest.UsageError(f"{_where(option)}: no such file: {text!r} (looked at {path}).")
+    return str(path)
+
+
 def read_config(config: pytest.Config) -> BundleConfig:
     """Read and validate every option; raise ``pytest.UsageError`` naming a bad one.
 
@@ -386,6 +415,14 @@ def read_config(config: pytest.Config) -> BundleConfig:
     def dotted(name: str) -> tuple[str, ...]:
         return _parse_paths(by_name[name], _as_lines(_raw(config, by_name[name])))
 
+    def file(name: str) -> str | None:
+        return _as_file(by_name[name], _raw(config, by_name[name]), Path(config.rootpath))
+
+    if file("hosted_api_ssl_keyfile") and not file("hosted_api_ssl_certfile"):
+        raise pytest.UsageError(
+            f"{_where(by_name['hosted_api_ssl_keyfile'])}: needs hosted_api_ssl_certfile too "
+            "(the certificate the key belongs to)."
+        )
     url_setting = text("hosted_api_url_setting").strip()
     if not url_setting or any(ch.isspace() or ch == "=" for ch in url_setting):
         raise pytest.UsageError(
@@ -416,6 +453,9 @@ def read_config(config: pytest.Config) -> BundleConfig:
         virtual_clock_end=_as_float(
             by_name["virtual_clock_end"], _raw(config, by_name["virtual_clock_end"]), optional=True
         ),
+        rootdir=str(config.rootpath),
+        ssl_certfile=file("hosted_api_ssl_certfile"),
+        ssl_keyfile=file("hosted_api_ssl_keyfile"),
         given=frozenset(option.name for option in OPTIONS if _given(config, option)),
     )
 

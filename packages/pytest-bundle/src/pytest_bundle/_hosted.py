@@ -6,7 +6,6 @@ functions here, which run only when a test asks for a server.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -208,23 +207,6 @@ def child_env(
     return merged
 
 
-def _restart_command(config: BundleConfig, port: int) -> list[str]:
-    """uvicorn on a fixed port: the default server comes back on the address tests cached."""
-    return [
-        "{python}",
-        "-m",
-        "uvicorn",
-        *(["--factory"] if config.factory else []),
-        "{app}",
-        "--host",
-        "{host}",
-        "--port",
-        str(port),
-        "--timeout-graceful-shutdown",
-        str(max(0, math.ceil(config.shutdown_timeout) - 1)),
-    ]
-
-
 @contextmanager
 def run_server(
     config: BundleConfig,
@@ -252,7 +234,10 @@ def run_server(
         startup_timeout=config.startup_timeout,
         shutdown_timeout=config.shutdown_timeout,
         log_dir=log_dir,
-        command=None if port is None else _restart_command(config, port),
+        cwd=config.rootdir,  # the server imports the app from the rootdir first, as pytest does
+        ssl_certfile=config.ssl_certfile,
+        ssl_keyfile=config.ssl_keyfile,
+        port=port,  # a restart comes back on the address tests already hold
     )
     started = time.perf_counter()
     try:

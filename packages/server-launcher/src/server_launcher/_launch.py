@@ -761,7 +761,9 @@ def _bound_names(app: object, *, main: bool = False) -> list[str]:
         if (name == "__main__") != main:
             continue
         namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict) or (not main and module.__spec__ is None):
+        if not isinstance(namespace, dict) or (
+            not main and getattr(module, "__spec__", None) is None
+        ):
             continue
         for key, value in list(namespace.items()):
             if value is app and isinstance(key, str) and key.isidentifier():
