@@ -222,7 +222,8 @@ def run_server(
     A start failure raises ``HostedApiServerError`` (and is remembered in ``state``). The
     server's log goes under ``log_dir`` (pytest's temp folder, which pytest's retention
     cleans), never into the system temp folder. ``stats`` counts the start and its time.
-    ``port``: listen on this port (a restart on the address tests already hold).
+    ``port``: listen on this port (a restart on the address tests already hold); a failure
+    to start there raises the launcher's ``ServerStartError`` and is not remembered.
     """
     from server_launcher import ServerStartError, launch_server
 
@@ -243,6 +244,8 @@ def run_server(
     try:
         server = launcher.__enter__()
     except ServerStartError as error:
+        if port is not None:
+            raise  # the caller tries a new port: not this server's start failure yet
         failure: ServerStartError | None = error
     else:
         failure = None

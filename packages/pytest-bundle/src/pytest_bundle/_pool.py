@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -117,9 +117,22 @@ class _Entry:
     died_during: str | None = None
     restart_port: int | None = None  # the default server comes back on the address it had
     exit_status: int | None = None  # how the server that died exited
+    moved_because: str | None = None  # why it could not come back on its old port
 
     def dead(self) -> bool:
-        return self.server is not None and self.server.returncode is not None
+        """Whether the server exited on its own; an exit the launcher has not reaped yet counts
+        (the kernel knows first), so a test that waited for the process sees it as dead."""
+        server = self.server
+        if server is None:
+            return False
+        if server.returncode is not None:
+            return True
+        from server_launcher import pid_alive
+
+        if pid_alive(server.pid):
+            return False
+        server.wait(timeout=10)  # the launcher's thread reaps it any moment now
+        return True
 
 
 @dataclass(eq=False)
@@ -144,6 +157,9 @@ class ServerPool:
     _closed: bool = field(init=False, default=False)
     _ending: bool = field(init=False, default=False)
     _changed: threading.Condition = field(init=False, default_factory=threading.Condition)
+    _stopping: int = field(init=False, default=0)  # evicted servers still being stopped
+    # The URL the session-scoped hosted_api_server fixture gave (pytest caches it).
+    default_url: str | None = field(init=False, default=None)
 
     @property
     def size(self) -> int:
@@ -210,8 +226,9 @@ class ServerPool:
                 )
                 entry.state.current_test = self.current_test()
                 entry.starting = True
+                entry.owned = self.sharing is None  # counts toward the bound from now on
                 try:
-                    victims = self._take_victims(self.size - 1)  # never over the bound
+                    victims = self._take_victims(self.size)  # this one counts: never over
                     log_dir = self.log_dir() if self.sharing is None else None
                 except BaseException:
                     entry.starting = False
@@ -222,6 +239,9 @@ class ServerPool:
             raise self._bury(entry, dead)
         try:
             _all_at_once(victims)
+            with self._changed:  # another caller's evicted server still stopping: wait for it
+                while self._stopping and self._running() + self._stopping > self.size:
+                    self._changed.wait()
             url = self._start(entry, env, log_dir)
         except BaseException:
             with self._changed:
@@ -237,19 +257,50 @@ class ServerPool:
         _all_at_once(victims)
         return url
 
-    def revive(self, variant: Variant) -> None:
+    def revive(self, variant: Variant, cached_url: str | None = None) -> str | None:
         """For a URL a test already has (the session's ``hosted_api_server``): if its server
-        died, report that once, then start it again on the same address."""
+        died, report that once, then start it again on the same address.
+
+        Returns the server's URL now (None: not started yet). When it had to come back on
+        another port, a test holding ``cached_url`` gets an error saying so.
+        """
         with self._changed:
             entry = self._entries.get(variant)
             if entry is None or entry.starting:
-                return
-            if entry.url is not None and not entry.dead():
-                return
+                return None if entry is None else entry.url
+            revived = entry.url is None or entry.dead()
             if entry.url is None and entry.restart_port is None:
-                return  # not started yet: its fixture starts it
-        self.acquire(variant)
-        self.release(variant)
+                return None  # not started yet (or stopped to make room): its fixture starts it
+        if revived:
+            self.acquire(variant)
+            self.release(variant)
+        with self._changed:
+            url, moved = entry.url, entry.moved_because
+        if cached_url is not None and url is not None and url != cached_url and moved:
+            from ._errors import HostedApiServerError
+
+            raise HostedApiServerError(
+                f"{entry.state.what} died, and the new server could not listen on the old "
+                f"address {cached_url}, which this test got from the session-scoped "
+                f"hosted_api_server fixture: {moved}. It now serves {url}: use "
+                "use_hosted_api_server or hosted_api_server_factory(), which give the current "
+                "URL of the default server.",
+                server=entry.state.what,
+            )
+        return url
+
+    def note_deaths(self, test: str) -> None:
+        """At the end of ``test``: a server of this process that is gone died during it.
+
+        The watcher thread may wake only after the next test began; this check runs first.
+        """
+        from server_launcher import pid_alive
+
+        with self._changed:
+            for entry in self._entries.values():
+                server = entry.server
+                if server is not None and entry.died_during is None and not pid_alive(server.pid):
+                    entry.died_during = test
 
     def release(self, variant: Variant) -> None:
         """End one hold; trim the pool back to its bound."""
@@ -311,10 +362,7 @@ class ServerPool:
         state = entry.state
         if self.sharing is None:
             assert log_dir is not None
-            context = run_server(
-                self.config, env, state, log_dir, self.stats, port=entry.restart_port
-            )
-            server = context.__enter__()
+            context, server = self._run(entry, env, log_dir)
             url = server.url + self.config.prefix
             expected = threading.Event()  # set before we stop it: an exit we asked for
 
@@ -350,10 +398,30 @@ class ServerPool:
             entry.url, entry.slot, entry.owned = url, slot, slot.owner
         return url
 
+    def _run(
+        self, entry: _Entry, env: dict[str, str | None], log_dir: Path
+    ) -> tuple[AbstractContextManager[RunningServer], RunningServer]:
+        """Start the server, on its old port first when it comes back after dying."""
+        from server_launcher import ServerStartError
+
+        if entry.restart_port is not None:
+            context = run_server(
+                self.config, env, entry.state, log_dir, self.stats, port=entry.restart_port
+            )
+            try:
+                server = context.__enter__()
+            except ServerStartError as error:  # the port is taken (or still in TIME_WAIT)
+                entry.moved_because = error.reason
+            else:
+                entry.moved_because = None
+                return context, server
+        context = run_server(self.config, env, entry.state, log_dir, self.stats)
+        return context, context.__enter__()
+
     def _watch(self, entry: _Entry, server: RunningServer, expected: threading.Event) -> None:
         """Wait for the server's exit; one we did not ask for is noted with the running test."""
         server.wait()
-        if not expected.is_set():
+        if not expected.is_set() and entry.died_during is None:
             entry.died_during = self.current_test() or None
 
     def _detach(self, entry: _Entry, *, died: bool = False) -> Callable[[], None]:
@@ -415,10 +483,32 @@ class ServerPool:
                     continue
                 entry.slot, entry.url = None, None
             else:
-                victims.append(self._detach(entry))
+                victims.append(self._counted(self._detach(entry)))
             self.stats.count_stopped_early()
             excess -= 1
         return victims
+
+    def _running(self) -> int:
+        """Under the lock: servers this process runs or is starting."""
+        return sum(
+            1
+            for entry in self._entries.values()
+            if entry.owned and (entry.url is not None or entry.starting)
+        )
+
+    def _counted(self, stop: Callable[[], None]) -> Callable[[], None]:
+        """Under the lock: ``stop``, counted as stopping until it returns (starts wait on it)."""
+        self._stopping += 1
+
+        def counted() -> None:
+            try:
+                stop()
+            finally:
+                with self._changed:
+                    self._stopping -= 1
+                    self._changed.notify_all()
+
+        return counted
 
     def _close_entry(self, entry: _Entry) -> None:
         with self._changed:

@@ -244,7 +244,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     try:
         pool = item.config.stash.get(_POOL, None)
         if pool is not None and "hosted_api_server" in getattr(item, "fixturenames", ()):
-            pool.revive(())  # its URL is cached for the session: a dead server comes back there
+            pool.revive((), pool.default_url)  # cached URL: a dead server comes back there
         return (yield)
     except Exception as error:
         server_error = _server_error(error)
@@ -263,8 +263,12 @@ def pytest_runtest_teardown(
     them all at once instead of one by one as each hold ends.
     """
     __tracebackhide__ = True
-    item.config.stash[_HOLDERS].item = None
     pool = item.config.stash.get(_POOL, None)
+    if pool is not None and (
+        _USED in item.stash or "hosted_api_server" in getattr(item, "fixturenames", ())
+    ):
+        pool.note_deaths(item.nodeid)  # a server it used that is gone died during this test
+    item.config.stash[_HOLDERS].item = None
     if nextitem is None and pool is not None:
         pool.session_ending()
     return (yield)
@@ -397,6 +401,7 @@ def hosted_api_server(
     """
     _check_late(request)
     with _hosted_api_pool.hold(()) as url:
+        _hosted_api_pool.default_url = url
         yield url
 
 
@@ -422,7 +427,7 @@ def use_hosted_api_server(
         if overrides is None:
             _note_used(request.node, pool.state(()))
             url: str = request.getfixturevalue("hosted_api_server")
-            pool.revive(())  # the URL is cached for the session: a dead server comes back there
+            url = pool.revive(()) or url  # a dead server is reported once, then started again
         else:
             problems = env_problems(overrides)  # a registry defined after collection
             if problems:
