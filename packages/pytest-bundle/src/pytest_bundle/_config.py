@@ -31,7 +31,8 @@ class _Option:
     name: str
     help: str
     default: str
-    # "string", "bool", "float", "optional-float", "positive-int", "paths" (dotted paths, one
+    # "string", "bool", "float", "optional-float", "grace" (empty, or seconds >= 0 or inf),
+    # "positive-int", "paths" (dotted paths, one
     # per line or comma-separated) or "pairs" (NAME=value, one per line: values may contain commas)
     kind: str = "string"
 
@@ -143,6 +144,14 @@ OPTIONS: tuple[_Option, ...] = (
         "",
         "optional-float",
     ),
+    _Option(
+        "virtual_clock_io_grace",
+        "Real seconds a wait on outside I/O (a server, a subprocess, another thread's event loop) "
+        "may hold a virtual_clock test's clock before time jumps; inf always waits (default: "
+        "fake-sleep's io_grace).",
+        "",
+        "grace",
+    ),
 )
 
 
@@ -165,6 +174,7 @@ class BundleConfig:
     sleep_targets: tuple[str, ...]
     sleep_clocks: tuple[str, ...]
     virtual_clock_end: float | None
+    virtual_clock_io_grace: float | None
     # The options the user set (ini or command line): only those are resolved at start-up, so
     # that the defaults (anyio.sleep, pendulum.now) never force an import.
     given: frozenset[str] = frozenset()
@@ -278,6 +288,23 @@ def _as_float(option: _Option, value: str | bool | list[str], *, optional: bool)
     if not math.isfinite(number) or number <= 0:
         raise pytest.UsageError(
             f"{_where(option)}: expected a positive, finite number of seconds, got {value!r}."
+        )
+    return number
+
+
+def _as_grace(option: _Option, value: str | bool | list[str]) -> float | None:
+    """Empty (fake-sleep's default), or real seconds >= 0; inf always waits for outside I/O."""
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if math.isnan(number) or number < 0:
+        raise pytest.UsageError(
+            f"{_where(option)}: expected a number of real seconds >= 0, such as 10 (inf: always "
+            f"wait for outside I/O; empty: fake-sleep's default), got {value!r}."
         )
     return number
 
@@ -415,6 +442,9 @@ def read_config(config: pytest.Config) -> BundleConfig:
         sleep_clocks=dotted("mock_anyio_sleep_clocks"),
         virtual_clock_end=_as_float(
             by_name["virtual_clock_end"], _raw(config, by_name["virtual_clock_end"]), optional=True
+        ),
+        virtual_clock_io_grace=_as_grace(
+            by_name["virtual_clock_io_grace"], _raw(config, by_name["virtual_clock_io_grace"])
         ),
         given=frozenset(option.name for option in OPTIONS if _given(config, option)),
     )
