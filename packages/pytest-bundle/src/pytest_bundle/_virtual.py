@@ -13,8 +13,8 @@ every async test it covers the fixture, and sets its options; the closest marker
 option, then the ini options. Its arguments are checked right after collection.
 
 When a virtual_clock test fails with fake-sleep's io_grace note on its exception (or on one in
-its cause, context or group), `GraceHint` adds a report section naming the bundle's ways to
-raise the grace. The note is found by `GRACE_NOTE_PREFIX`, or by ``io_grace=`` anywhere in it.
+its cause, context or group), `VirtualClockHooks` adds a report section naming the bundle's
+ways to raise the grace. The note is found by `GRACE_NOTE_PREFIX`, or by ``io_grace=`` in it.
 """
 
 from __future__ import annotations
@@ -197,16 +197,20 @@ def grace_hint(error: BaseException, grace: float | None, source: str) -> str | 
     )
 
 
-class GraceHint:
-    """Adds `grace_hint`'s section to the report of a failed virtual_clock test."""
+class VirtualClockHooks:
+    """The marker's and the hint's hooks, registered as their own plugin object."""
 
     def __init__(self, grace_of: Callable[[pytest.Item], tuple[float | None, str] | None]) -> None:
         self._grace_of = grace_of
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        use_virtual_clock_where_marked(items)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Add `grace_hint`'s section to the report of a failed virtual_clock test."""
         report = yield
         grace = self._grace_of(item)
         if report.failed and grace is not None and call.excinfo is not None:

@@ -29,9 +29,8 @@ from ._hosted import (
 from ._markers import MARKER, MARKER_HELP, marker_env, marker_problems
 from ._virtual import (
     VIRTUAL_MARKER_HELP,
-    GraceHint,
+    VirtualClockHooks,
     marker_options,
-    use_virtual_clock_where_marked,
     virtual_marker_problems,
     wrap_in_virtual_time,
 )
@@ -71,7 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", VIRTUAL_MARKER_HELP)
     config.pluginmanager.register(
-        GraceHint(lambda item: item.stash.get(_VIRTUAL_GRACE, None)), "pytest-bundle-grace-hint"
+        VirtualClockHooks(lambda item: item.stash.get(_VIRTUAL_GRACE, None)),
+        "pytest-bundle-virtual-clock",
     )
     config.stash[_STATS] = StartStats()
     config.stash[_HOLDERS] = Holders()
@@ -134,11 +134,6 @@ class _WorkerUsageErrors:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.seen:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``@pytest.mark.virtual_clock`` gives the async tests it covers the virtual_clock fixture."""
-    use_virtual_clock_where_marked(items)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
