@@ -46,6 +46,8 @@ DELAY = 0.001
 
 #: The last commit whose virtual clock did not watch outside I/O.
 BEFORE = "1f0c562"
+#: The mock mode before it stopped checkpointing through `anyio.sleep(0)` (issue 17).
+MOCK_BEFORE = "889a6a8"
 _VIRTUAL_DIR = "packages/fake-sleep/src/fake_sleep/_virtual/"
 
 VirtualTime = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
@@ -74,6 +76,38 @@ def load_before(rev: str = BEFORE) -> VirtualTime | None:
     sys.path.insert(0, str(package.parent))
     module = importlib.import_module("fake_sleep_before")
     return getattr(module, "virtual_time")  # noqa: B009
+
+
+def load_mock_before(rev: str = MOCK_BEFORE) -> Callable[[], Any] | None:
+    """`patch_sleep` as it was at `rev`: the whole package read from git, as another name."""
+    name = "fake_sleep_mock_before"
+    if name in sys.modules:
+        return getattr(sys.modules[name], "patch_sleep")  # noqa: B009
+    root = Path(__file__).resolve().parent.parent
+    source = "packages/fake-sleep/src/fake_sleep/"
+    target = Path(tempfile.mkdtemp(prefix="fake-sleep-mock-before-")) / name
+    try:
+        listed = subprocess.run(
+            ["git", "ls-tree", "-r", "--name-only", rev, source],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        for path in (path for path in listed if path.endswith(".py")):
+            text = subprocess.run(
+                ["git", "show", f"{rev}:{path}"],
+                cwd=root,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            (target / path[len(source) :]).parent.mkdir(parents=True, exist_ok=True)
+            (target / path[len(source) :]).write_text(text)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    sys.path.insert(0, str(target.parent))
+    return getattr(importlib.import_module(name), "patch_sleep")  # noqa: B009
 
 
 # -- the fakes under test -----------------------------------------------------------------
@@ -196,6 +230,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="sleeps per run (asyncio)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case (best kept)")
     parser.add_argument("--before", default=BEFORE, help="git revision of the earlier clock")
+    parser.add_argument(
+        "--mock-before", default=MOCK_BEFORE, help="git revision of the earlier mock mode"
+    )
     args = parser.parse_args()
     n_asyncio, n_trio, repeat = args.n, max(args.n // 2, 1), args.repeat
 
@@ -204,6 +241,9 @@ def main() -> None:
         ("bare patch (floor)", bare_patch),
         ("recorder (patch_sleep)", fake_sleep.patch_sleep),
     ]
+    mock_before = load_mock_before(args.mock_before)
+    if mock_before is not None:
+        cases.append((f"recorder @{args.mock_before}", mock_before))
     runs: dict[tuple[str, str], tuple[Callable[[int, bool], float], int]] = {}
     for backend, n in (("asyncio", n_asyncio), ("trio", n_trio)):
         for name, factory in cases:
@@ -262,6 +302,13 @@ def main() -> None:
             )
         else:
             check("recorder <= 64 B/call on trio", per_call <= 64, line)
+        old = results.get((f"recorder @{args.mock_before}", backend))
+        if old is not None:
+            check(
+                f"recorder on {backend} no slower than at {args.mock_before}",
+                rate >= 0.95 * old[0],
+                f"{rate:,.0f}/s vs {old[0]:,.0f}/s ({rate / old[0]:.0%}, 5% noise allowed)",
+            )
     if has_virtual:
         rate = results[("virtual_time", "asyncio")][0]
         check("virtual_time >= 100k sleeps/s on asyncio", rate >= 100_000, f"{rate:,.0f}/s")

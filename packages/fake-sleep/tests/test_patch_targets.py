@@ -285,3 +285,61 @@ async def test_a_recorder_made_directly_never_ends() -> None:
     with anyio.fail_after(30):
         await recorder(3)
     assert recorder.delays == [3]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_backend_sleep_patch_in_the_first_test_does_not_reach_later_tests(
+    pytester: pytest.Pytester, backend: str
+) -> None:
+    """The issue's report, as a suite meets it: the session's first event loop runs under a
+    patch of the backend's own sleep; tests after it, which never asked for it, sleep for real.
+
+    anyio's own pytest plugin imports its asyncio backend when it loads, so the suite here
+    runs without it (as a pytest-asyncio suite may) and starts its loops with anyio.run.
+    """
+    pytester.makeconftest(
+        f"""
+        import pytest
+
+        from fake_sleep import patch_sleep
+
+        @pytest.fixture
+        def fake_backend_sleep():
+            with patch_sleep(targets=["{backend}.sleep"], clocks=[]) as sleep:
+                yield sleep
+        """
+    )
+    pytester.makepyfile(
+        f"""
+        import sys
+        import time
+
+        import anyio
+        import {backend}
+
+        def test_backend_not_imported_yet():  # so the patch below is on at its first import
+            assert "anyio._backends._{backend}" not in sys.modules
+
+        def test_first(fake_backend_sleep):
+            async def main():
+                with anyio.fail_after(30):
+                    await {backend}.sleep(5)
+
+            anyio.run(main, backend={backend!r})
+            fake_backend_sleep.assert_awaited_once_with(5)
+
+        def test_later():
+            async def main():
+                started = time.monotonic()
+                with anyio.fail_after(30):
+                    await anyio.sleep(0.05)
+                    await {backend}.sleep(0.05)
+                return time.monotonic() - started
+
+            assert anyio.run(main, backend={backend!r}) >= 0.1
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:anyio"
+    )
+    result.assert_outcomes(passed=3)

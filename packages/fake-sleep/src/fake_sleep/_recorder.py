@@ -60,7 +60,18 @@ def _trio_hooks() -> tuple[Callable[[], Awaitable[None]], Callable[[], bool]] | 
     if _trio is None:
         lowlevel = getattr(sys.modules.get("trio"), "lowlevel", None)
         if lowlevel is not None:
-            _trio = (lowlevel.checkpoint, lowlevel.in_trio_task)
+            in_trio_task = getattr(lowlevel, "in_trio_task", None)  # trio 0.27 and later
+            if in_trio_task is None:
+                current_task = lowlevel.current_task
+
+                def in_trio_task() -> bool:
+                    try:
+                        current_task()
+                    except RuntimeError:  # "must be called from async context"
+                        return False
+                    return True
+
+            _trio = (lowlevel.checkpoint, in_trio_task)
     return _trio
 
 

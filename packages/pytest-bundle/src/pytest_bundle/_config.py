@@ -31,9 +31,9 @@ class _Option:
     name: str
     help: str
     default: str
-    # "string", "bool", "float", "optional-float", "positive-int", "optional-file", "paths"
-    # (dotted paths, one per line or comma-separated) or "pairs" (NAME=value, one per line:
-    # values may contain commas)
+    # "string", "bool", "float", "optional-float", "grace" (empty, or seconds >= 0 or inf),
+    # "positive-int", "optional-file", "paths" (dotted paths, one per line or comma-separated)
+    # or "pairs" (NAME=value, one per line: values may contain commas)
     kind: str = "string"
 
     @property
@@ -157,6 +157,14 @@ OPTIONS: tuple[_Option, ...] = (
         "",
         "optional-float",
     ),
+    _Option(
+        "virtual_clock_io_grace",
+        "Real seconds a wait on outside I/O (a server, a subprocess, another thread's event loop) "
+        "may hold a virtual_clock test's clock before time jumps; inf always waits (default: "
+        "fake-sleep's io_grace).",
+        "",
+        "grace",
+    ),
 )
 
 
@@ -179,6 +187,7 @@ class BundleConfig:
     sleep_targets: tuple[str, ...]
     sleep_clocks: tuple[str, ...]
     virtual_clock_end: float | None
+    virtual_clock_io_grace: float | None
     # The server's working directory (pytest's rootdir) and its TLS files (absolute, or None).
     rootdir: str | None = None
     ssl_certfile: str | None = None
@@ -296,6 +305,23 @@ def _as_float(option: _Option, value: str | bool | list[str], *, optional: bool)
     if not math.isfinite(number) or number <= 0:
         raise pytest.UsageError(
             f"{_where(option)}: expected a positive, finite number of seconds, got {value!r}."
+        )
+    return number
+
+
+def _as_grace(option: _Option, value: str | bool | list[str]) -> float | None:
+    """Empty (fake-sleep's default), or real seconds >= 0; inf always waits for outside I/O."""
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if math.isnan(number) or number < 0:
+        raise pytest.UsageError(
+            f"{_where(option)}: expected a number of real seconds >= 0, such as 10 (inf: always "
+            f"wait for outside I/O; empty: fake-sleep's default), got {value!r}."
         )
     return number
 
@@ -456,6 +482,9 @@ def read_config(config: pytest.Config) -> BundleConfig:
         rootdir=str(config.rootpath),
         ssl_certfile=file("hosted_api_ssl_certfile"),
         ssl_keyfile=file("hosted_api_ssl_keyfile"),
+        virtual_clock_io_grace=_as_grace(
+            by_name["virtual_clock_io_grace"], _raw(config, by_name["virtual_clock_io_grace"])
+        ),
         given=frozenset(option.name for option in OPTIONS if _given(config, option)),
     )
 

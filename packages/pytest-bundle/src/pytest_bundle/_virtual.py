@@ -7,18 +7,43 @@ the block on the test's own loop, which brings the clock to life.
 ``virtual_clock`` and ``mock_anyio_sleep`` do not compose: the mock's sleeps return at once
 without moving the loop's clock, so under virtual time no timeout would ever fire. Whichever of
 the two is set up second fails the test with `refuse_both`'s message.
+
+``@pytest.mark.virtual_clock(io_grace=..., end=...)`` (on a test, a class or a module) gives
+every async test it covers the fixture, and sets its options; the closest marker wins per
+option, then the ini options. Its arguments are checked right after collection.
+
+When a virtual_clock test fails with fake-sleep's io_grace note on its exception (or on one in
+its cause, context or group), `VirtualClockHooks` adds a report section naming the bundle's
+ways to raise the grace. The note is found by `GRACE_NOTE_PREFIX`, or by ``io_grace=`` in it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._checks import short_repr
+
 if TYPE_CHECKING:
     from fake_sleep import VirtualTime
+
+VIRTUAL_MARKER = "virtual_clock"
+VIRTUAL_MARKER_HELP = (
+    "virtual_clock(io_grace=None, end=None): run every async test this covers (test, class, "
+    "module) under the virtual_clock fixture; io_grace= real seconds outside I/O may hold the "
+    "clock, end= virtual seconds it may not pass (default: the ini options). Sync tests are left "
+    "alone."
+)
+_MARKER_OPTIONS = ("io_grace", "end")
+
+#: How fake-sleep's note on a failure starts when virtual time jumped after io_grace ran out.
+GRACE_NOTE_PREFIX = "virtual_time(): io_grace"
+GRACE_SECTION = "virtual_clock: io_grace ran out"
 
 
 def wrap_in_virtual_time(
@@ -52,3 +77,144 @@ def refuse_both(request: pytest.FixtureRequest) -> None:
         " the loop's own clock, in deadline order (read it with virtual_clock.time()).",
         pytrace=False,
     )
+
+
+# --- the marker ---------------------------------------------------------------------------------
+
+
+def marker_options(item: pytest.Item) -> dict[str, Any]:
+    """The options the item's virtual_clock markers set (closest wins per option)."""
+    options: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers(VIRTUAL_MARKER))):  # farthest first
+        options.update(mark.kwargs)
+    return options
+
+
+def use_virtual_clock_where_marked(items: Iterable[pytest.Item]) -> None:
+    """Give every async test under the marker the virtual_clock fixture (sync tests: no)."""
+    for item in items:
+        if not isinstance(item, pytest.Function) or item.get_closest_marker(VIRTUAL_MARKER) is None:
+            continue
+        if not inspect.iscoroutinefunction(item.obj) or VIRTUAL_MARKER in item.fixturenames:
+            continue
+        # A new list: parametrized items share one, and a mark on one parameter is its own.
+        item.fixturenames = [*item.fixturenames, VIRTUAL_MARKER]
+
+
+def virtual_marker_problems(items: Iterable[pytest.Item]) -> list[str]:
+    """One line per bad virtual_clock marker, naming where it is written and the fix."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        for node, mark in item.iter_markers_with_node(VIRTUAL_MARKER):
+            where = node.nodeid
+            if isinstance(node, pytest.Function):
+                where = where.partition("[")[0]
+            for problem in _virtual_mark_problems(mark):
+                line = f"{where}: @pytest.mark.{VIRTUAL_MARKER}: {problem}"
+                if line not in seen:
+                    seen.add(line)
+                    problems.append(line)
+    return problems
+
+
+def _virtual_mark_problems(mark: pytest.Mark) -> list[str]:
+    found = []
+    if mark.args:
+        found.append(
+            f"takes keyword arguments only, got {short_repr(mark.args)}; write "
+            f"@pytest.mark.{VIRTUAL_MARKER}(io_grace=5, end=3600)."
+        )
+    for name, value in mark.kwargs.items():
+        if name not in _MARKER_OPTIONS:
+            import difflib  # only on the error path
+
+            close = difflib.get_close_matches(name, _MARKER_OPTIONS, n=1)
+            hint = f"did you mean {close[0]}=? " if close else ""
+            found.append(f"unknown option {name}=; {hint}It takes io_grace= and end= only.")
+            continue
+        problem = _seconds_problem(name, value)
+        if problem:
+            found.append(problem)
+    return found
+
+
+def _seconds_problem(name: str, value: object) -> str | None:
+    """What is wrong with a marker's io_grace= or end= value, or None."""
+    if name == "end" and value is None:
+        return None  # the ini option's (or fake-sleep's) default
+    what = (
+        "real seconds >= 0 that outside I/O may hold the clock (math.inf: always wait)"
+        if name == "io_grace"
+        else "virtual seconds > 0 that time may not pass, or None"
+    )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return (
+            f"{name}={short_repr(value)} is {type(value).__name__}; write {name}= as a number"
+            f" of {what}."
+        )
+    if math.isnan(value) or value < 0 or (name == "end" and value == 0):
+        return f"{name}={value!r} is out of range; write {name}= as a number of {what}."
+    return None
+
+
+# --- the hint on a failure ----------------------------------------------------------------------
+
+
+def _grace_notes(error: BaseException) -> list[str]:
+    """fake-sleep's io_grace notes on `error`, its causes, contexts and group members."""
+    found: list[str] = []
+    todo, seen = [error], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for note in getattr(current, "__notes__", None) or ():
+            if isinstance(note, str) and (
+                note.startswith(GRACE_NOTE_PREFIX) or "io_grace=" in note
+            ):
+                found.append(note)
+        todo.extend(getattr(current, "exceptions", None) or ())
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return found
+
+
+def grace_hint(error: BaseException, grace: float | None, source: str) -> str | None:
+    """The report section's text when `error` carries fake-sleep's io_grace note, else None."""
+    if not _grace_notes(error):
+        return None
+    now = "fake-sleep's default (no option set)" if grace is None else f"{grace:g} s, from {source}"
+    return (
+        "Virtual time stopped waiting for outside work (a server, a subprocess, another thread's"
+        " event loop) after io_grace real seconds, and the test failed after that (see the note"
+        f" on the exception above). This test's io_grace: {now}. If that work is slow but"
+        " correct, give it longer:\n"
+        "- this test, class or module: @pytest.mark.virtual_clock(io_grace=30)\n"
+        "- every test: virtual_clock_io_grace = 30 in the ini file, or"
+        " --virtual-clock-io-grace=30 on the command line\n"
+        "(math.inf / inf always waits for outside I/O.)"
+    )
+
+
+class VirtualClockHooks:
+    """The marker's and the hint's hooks, registered as their own plugin object."""
+
+    def __init__(self, grace_of: Callable[[pytest.Item], tuple[float | None, str] | None]) -> None:
+        self._grace_of = grace_of
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        use_virtual_clock_where_marked(items)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Add `grace_hint`'s section to the report of a failed virtual_clock test."""
+        report = yield
+        grace = self._grace_of(item)
+        if report.failed and grace is not None and call.excinfo is not None:
+            text = grace_hint(call.excinfo.value, *grace)
+            if text is not None:
+                report.sections.append((GRACE_SECTION, text))
+        return report

@@ -26,7 +26,13 @@ from ._hosted import (
     default_settings_override,
 )
 from ._markers import MARKER, MARKER_HELP, marker_env, marker_problems
-from ._virtual import wrap_in_virtual_time
+from ._virtual import (
+    VIRTUAL_MARKER_HELP,
+    VirtualClockHooks,
+    marker_options,
+    virtual_marker_problems,
+    wrap_in_virtual_time,
+)
 
 if TYPE_CHECKING:
     from fake_sleep import SleepRecorder, VirtualClock, VirtualTime
@@ -44,6 +50,7 @@ _HOLDERS = pytest.StashKey[Holders]()
 _POOL: pytest.StashKey[ServerPool] = pytest.StashKey()
 _USED = pytest.StashKey[list[ServerState]]()  # on an item: the servers its fixtures asked for
 _VIRTUAL: pytest.StashKey[VirtualTime] = pytest.StashKey()
+_VIRTUAL_GRACE = pytest.StashKey[tuple[float | None, str]]()  # io_grace and where it came from
 _RECHECK = pytest.StashKey[SettingsRecheck]()
 _OUTPUT_LINES_IN_REPORT = 100
 _WORKER_FIGURES = "pytest_bundle_servers"
@@ -61,6 +68,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CONFIG] = read_config(config)
     config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", VIRTUAL_MARKER_HELP)
+    config.pluginmanager.register(
+        VirtualClockHooks(lambda item: item.stash.get(_VIRTUAL_GRACE, None)),
+        "pytest-bundle-virtual-clock",
+    )
     config.stash[_STATS] = StartStats()
     config.stash[_HOLDERS] = Holders()
     config.stash[_RECHECK] = SettingsRecheck()
@@ -96,6 +108,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     problems = [
         *startup_problems(_config(session.config)),
         *marker_problems(session.items),
+        *virtual_marker_problems(session.items),
     ]
     session.config.stash[_RECHECK].mark_checked()
     if not problems or not _is_xdist_worker(session.config):
@@ -506,7 +519,10 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     The test's other fixtures set up and tear down in real time; the test body (and background
     tasks running while it runs) sees every sleep and timeout complete at once, in deadline order.
     Only for async test functions (anyio or pytest-asyncio; a sync test fails), on asyncio and
-    trio. A test cannot also use ``mock_anyio_sleep``.
+    trio. A test cannot also use ``mock_anyio_sleep``. ``@pytest.mark.virtual_clock(io_grace=...,
+    end=...)`` on the test, its class or module sets the clock's options (else the
+    ``virtual_clock_io_grace`` and ``virtual_clock_end`` options) and gives the fixture to every
+    async test it covers.
     """
     from ._virtual import refuse_both
 
@@ -520,6 +536,17 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
         )
     from fake_sleep import virtual_time
 
-    block = virtual_time(end=_config(request.config).virtual_clock_end)
+    bundle = _config(request.config)
+    options = marker_options(request.node)  # checked after collection
+    end = options.get("end", bundle.virtual_clock_end)
+    grace = options.get("io_grace", bundle.virtual_clock_io_grace)
+    source = (
+        "@pytest.mark.virtual_clock"
+        if "io_grace" in options
+        else "the virtual_clock_io_grace option"
+    )
+    request.node.stash[_VIRTUAL_GRACE] = (grace, source)
+    extra = {} if grace is None else {"io_grace": grace}
+    block = virtual_time(end=end, **extra)
     request.node.stash[_VIRTUAL] = block
     return block.clock
