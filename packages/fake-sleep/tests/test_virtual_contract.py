@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import math
 import multiprocessing
 import queue
@@ -23,7 +24,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fake_sleep import VirtualTimeLimitExceeded, virtual_time
+from fake_sleep import VirtualTime, VirtualTimeLimitExceeded, virtual_time
+from fake_sleep._virtual._driver import GRACE_NOTE_PREFIX
 
 pytestmark = pytest.mark.anyio
 
@@ -90,8 +92,7 @@ async def test_a_worker_waiting_for_a_task_that_sleeps_completes(
 # -- I/O whose other end is in a child process ----------------------------------------------
 
 _ANSWER_LATER = (
-    "import os, socket, sys, time; time.sleep(float(sys.argv[2]));"
-    " os.write(int(sys.argv[1]), b'x')"
+    "import os, socket, sys, time; time.sleep(float(sys.argv[2])); os.write(int(sys.argv[1]), b'x')"
 )
 
 
@@ -150,7 +151,8 @@ async def test_an_accepted_unix_connection_from_a_child_holds_the_clock(
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(path)
         listener.listen()
-        reap.append(subprocess.Popen([sys.executable, "-c", script, path, str(CHILD_DELAY)]))
+        child = [sys.executable, "-c", script, path, str(CHILD_DELAY)]
+        reap.append(subprocess.Popen(child))  # noqa: ASYNC220 - started before the block
         listener.settimeout(30)
         conn, _ = listener.accept()
     with conn:
@@ -194,63 +196,86 @@ async def test_a_timeout_after_the_grace_ran_out_carries_a_note(
 ) -> None:
     mine, theirs = socket.socketpair()
     with mine, theirs:
-        child = subprocess.Popen(
+        child = subprocess.Popen(  # noqa: ASYNC220 - started before the block
             [sys.executable, "-c", _ANSWER_LATER, str(theirs.fileno()), "30"],
             pass_fds=[theirs.fileno()],
         )
         reap.append(child)
-        started = time.perf_counter()
-        with pytest.raises(TimeoutError) as caught:
+
+        async def wait_with_a_short_grace() -> None:
             async with virtual_time(io_grace=0.3):
                 with anyio.fail_after(5):
                     await anyio.wait_readable(mine)
+
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError) as caught:
+            await wait_with_a_short_grace()
         assert time.perf_counter() - started < REAL_BOUND
     notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert notes.startswith(GRACE_NOTE_PREFIX), notes
     assert "io_grace=0.3" in notes, notes
-    assert "socket" in notes, notes  # which wait
-    assert "io_grace=" in notes and "raise" in notes, notes  # how to raise it
+    assert "UNIX socket pair" in notes, notes  # which wait
+    assert "held the clock for" in notes, notes  # for how long
+    assert "raise the grace: virtual_time(io_grace=...)" in notes, notes
 
 
 # -- bounded by default; never past end= -----------------------------------------------------
 
 
+async def _livelock(delay: float, clock: VirtualTime) -> None:
+    async with clock:
+        while True:
+            await anyio.sleep(delay)
+
+
 async def test_a_livelock_without_end_fails_within_ten_virtual_years() -> None:
     started = time.perf_counter()
+    block = virtual_time()
     with pytest.raises(VirtualTimeLimitExceeded) as caught:
-        async with virtual_time() as clock:
-            while True:
-                await anyio.sleep(86400)
-    assert "end=" in str(caught.value) and "virtual_clock_end" in str(caught.value)
-    assert clock.time() <= 10 * 365.25 * 86400
+        await _livelock(86400, block)
+    assert "end=" in str(caught.value)
+    assert "virtual_clock_end" in str(caught.value)
+    assert 9 * 365 * 86400 <= block.clock.time() <= 10 * 365.25 * 86400
     assert time.perf_counter() - started < 10
 
 
 async def test_a_livelock_of_short_sleeps_fails_after_max_jumps() -> None:
-    with pytest.raises(VirtualTimeLimitExceeded) as caught:
-        async with virtual_time(max_jumps=1000) as clock:
-            while True:
-                await anyio.sleep(1)
-    assert "max_jumps=1000" in str(caught.value)
-    assert clock.time() <= 1000
+    block = virtual_time(max_jumps=1000)
+    with pytest.raises(VirtualTimeLimitExceeded, match="max_jumps=1000"):
+        await _livelock(1, block)
+    assert block.clock.time() == 1000
+
+
+async def _sleep_then_clean_up_with_a_sleep(block: VirtualTime) -> None:
+    async with block as clock:
+        try:
+            await anyio.sleep(1000)
+        finally:
+            # Cleanup that sleeps past the limit is cancelled too; time stays put.
+            if clock.backend == "asyncio":
+                await asyncio.sleep(500)
+            else:
+                await anyio.sleep(500)
 
 
 async def test_time_never_passes_end() -> None:
+    block = virtual_time(end=10)
     with pytest.raises(VirtualTimeLimitExceeded):
-        async with virtual_time(end=10) as clock:
-            try:
-                await anyio.sleep(1000)
-            finally:
-                # Cleanup that sleeps past the limit is cancelled too; time stays put.
-                await asyncio.sleep(500) if clock.backend == "asyncio" else await anyio.sleep(500)
-    assert clock.time() <= 10
+        await _sleep_then_clean_up_with_a_sleep(block)
+    assert block.clock.time() <= 10
 
 
-async def test_advance_past_end_after_the_limit_raises() -> None:
-    with pytest.raises(VirtualTimeLimitExceeded):
-        async with virtual_time(end=10) as clock:
-            await anyio.sleep(5)
-            clock.advance(6)
-    assert clock.time() == 5
+async def _advance_past(block: VirtualTime) -> None:
+    async with block as clock:
+        await anyio.sleep(5)
+        clock.advance(6)
+
+
+async def test_advance_past_end_raises() -> None:
+    block = virtual_time(end=10)
+    with pytest.raises(VirtualTimeLimitExceeded, match="past end=10"):
+        await _advance_past(block)
+    assert block.clock.time() == 5
 
 
 # -- huge loop clock values (hosts up for more than 194 days) -------------------------------
@@ -319,8 +344,8 @@ def test_two_blocks_in_two_threads_never_go_backwards() -> None:
     for thread in threads:
         thread.join(30)
     assert len(readings) == 3
-    for before, after in zip(readings, readings[1:]):
-        for earlier, later in zip(before, after):
+    for before, after in itertools.pairwise(readings):
+        for earlier, later in zip(before, after, strict=True):
             assert later >= earlier, readings
 
 
