@@ -11,11 +11,11 @@ means the launcher died) and then kills the whole process group.
 
 Portable paths: where Linux has something better, the portable way is also written here (no
 ``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no
-``PR_SET_PDEATHSIG``: only the watchdog's stdin watch; uvicorn binds port 0 and the parent reads
-the port it reports, instead of taking the parent's socket; poll instead of epoll).
-``SERVER_LAUNCHER_PORTABLE=1`` forces all of them on Linux, so that every branch macOS and other
-POSIX systems take is tested here. Windows is refused (see ``launch_server``): its process
-model needs a tier of its own.
+``PR_SET_PDEATHSIG``: only the watchdog's stdin watch; poll instead of epoll). macOS and other
+POSIX systems take these. uvicorn takes the parent's socket on every platform; only
+``SERVER_LAUNCHER_PORTABLE=1`` makes it bind port 0 and the parent read the port it reports.
+That variable forces every portable path on Linux, so that each branch is tested here. Windows
+is refused (see ``launch_server``): its process model needs a tier of its own.
 """
 
 from __future__ import annotations

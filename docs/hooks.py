@@ -1,0 +1,61 @@
+"""mkdocs hooks (`hooks:` in mkdocs.yml): what no plugin option does. Not part of the site.
+
+- The footer names each package's version, read from its ``pyproject.toml`` at build time, so
+  the site always says which release it documents.
+- The changelog page is built from the four packages' ``CHANGELOG.md`` files (their own
+  headings one level down, under one heading per package), so it can never fall behind them.
+- ``objects.inv`` lists public paths only. mkdocstrings also records the private module each
+  object is defined in (``settings_override._registry.SettingsRegistry``) as a second name for
+  the same anchor; those entries are dropped, so another project's cross-references resolve to
+  the paths users import.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("settings-override", "fake-sleep", "server-launcher", "pytest-bundle")
+_VERSION = re.compile(r'^version\s*=\s*"([^"]+)"', re.M)
+
+
+def _private(name: str) -> bool:
+    return any(part.startswith("_") and not part.startswith("__") for part in name.split("."))
+
+
+def on_config(config: Any, **kwargs: Any) -> Any:
+    versions = []
+    for package in _PACKAGES:
+        match = _VERSION.search((_ROOT / "packages" / package / "pyproject.toml").read_text())
+        versions.append(f"{package} {match[1] if match else '?'}")
+    config["copyright"] = "Documents " + ", ".join(versions) + ". MIT licensed."
+    return config
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    if page.file.src_uri != "changelog.md":
+        return markdown
+    parts = []
+    for package in _PACKAGES:
+        text = (_ROOT / "packages" / package / "CHANGELOG.md").read_text()
+        # Drop the file's own title and introduction: everything before the first release.
+        body = text[text.index("\n## ") + 1 :] if "\n## " in text else ""
+        body = re.sub(r"^(#{2,5}) ", r"#\1 ", body, flags=re.M)
+        parts.append(f"## {package}\n\n{body.strip()}\n")
+    return markdown.replace("<!-- changelogs -->", "\n".join(parts))
+
+
+def on_post_build(config: Any, **kwargs: Any) -> None:
+    path = Path(config["site_dir"]) / "objects.inv"
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    header_end = 0
+    for _ in range(4):  # four header lines, then the zlib-compressed body
+        header_end = data.index(b"\n", header_end) + 1
+    rows = zlib.decompress(data[header_end:]).decode().splitlines(keepends=True)
+    kept = [row for row in rows if not _private(row.split(" ", 1)[0])]
+    path.write_bytes(data[:header_end] + zlib.compress("".join(kept).encode(), 9))
