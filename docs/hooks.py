@@ -4,6 +4,9 @@
   the site always says which release it documents.
 - The changelog page is built from the four packages' ``CHANGELOG.md`` files (their own
   headings one level down, under one heading per package), so it can never fall behind them.
+- The pytest-bundle page's reference of ini options is built from the plugin's own option table
+  (``pytest_bundle._config.OPTIONS``) and marker help, so every option is listed with its type,
+  default and command-line twin, and a new option cannot be left out.
 - ``objects.inv`` lists public paths only. mkdocstrings also records the private module each
   object is defined in (``settings_override._registry.SettingsRegistry``) as a second name for
   the same anchor; those entries are dropped, so another project's cross-references resolve to
@@ -35,7 +38,47 @@ def on_config(config: Any, **kwargs: Any) -> Any:
     return config
 
 
+_KINDS = {
+    "string": "text",
+    "bool": "boolean (`true`/`false`, also `1/0`, `yes/no`, `on/off`)",
+    "float": "seconds (a positive, finite number)",
+    "optional-float": "seconds (a positive number), or empty for none",
+    "positive-int": "a positive whole number",
+    "paths": "dotted paths, one per line or comma-separated",
+    "pairs": "`NAME=value` pairs, one per line (on the command line: repeat the option)",
+}
+
+
+def _ini_options() -> str:
+    from pytest_bundle._config import OPTIONS
+    from pytest_bundle._markers import MARKER_HELP
+
+    parts = []
+    for option in OPTIONS:
+        flags = f"`{option.flag}`"
+        if option.kind == "bool":
+            flags += f" / `{option.negative_flag}`"
+        default = f"`{option.default}`" if option.default else "none"
+        parts.append(
+            f"#### `{option.name}`\n\n{option.help}\n\n"
+            f"- Type: {_KINDS.get(option.kind, option.kind)}\n"
+            f"- Default: {default}\n"
+            f"- Command line: {flags} (wins over the ini key)\n"
+        )
+    name, _, rest = MARKER_HELP.partition(": ")
+    parts.append(
+        f"#### `@pytest.mark.{name.split('(')[0]}`\n\n`@pytest.mark.{name}`: {rest}\n\n"
+        "- On a test, a class, or a module (`pytestmark = pytest.mark.hosted_api_env(...)`).\n"
+        "- Values are strings (or `None`); checked right after collection.\n"
+        "- The guide: [Servers with other settings]"
+        "(fixtures.md#servers-with-other-settings-pytestmarkhosted_api_env-and-hosted_api_server_factory).\n"
+    )
+    return "\n".join(parts)
+
+
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    if page.file.src_uri == "pytest-bundle.md":
+        return markdown.replace("<!-- ini-options -->", _ini_options())
     if page.file.src_uri != "changelog.md":
         return markdown
     parts = []
