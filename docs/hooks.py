@@ -7,7 +7,12 @@
 - The pytest-bundle page's reference of ini options is built from the plugin's own option table
   (``pytest_bundle._config.OPTIONS``) and marker help, so every option is listed with its type,
   default and command-line twin, and a new option cannot be left out.
-- ``objects.inv`` lists public paths only. mkdocstrings also records the private module each
+- ``objects.inv`` lists public paths only.
+- ``404.html`` works under any sub-path without ``site_url`` (which waits for a public URL):
+  mkdocs writes its links from the server root (``/assets/...``), which break when the site is
+  served from ``/<project>/``. Its links become relative, and a small script finds the site's
+  root (the longest prefix of the missing page's path that has ``sitemap.xml``) and sets it
+  as the page's ``<base>`` before anything loads. mkdocstrings also records the private module each
   object is defined in (``settings_override._registry.SettingsRegistry``) as a second name for
   the same anchor; those entries are dropped, so another project's cross-references resolve to
   the paths users import.
@@ -91,7 +96,35 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     return markdown.replace("<!-- changelogs -->", "\n".join(parts))
 
 
+_FIND_ROOT = """<script>(function () {
+  var parts = location.pathname.split("/");
+  for (var i = parts.length - 1; i >= 1; i--) {
+    var root = parts.slice(0, i).join("/") + "/";
+    try {
+      var probe = new XMLHttpRequest();
+      probe.open("HEAD", root + "sitemap.xml", false);
+      probe.send();
+      if (probe.status === 200) { document.write('<base href="' + root + '">'); return; }
+    } catch (error) {}
+  }
+  document.write('<base href="/">');
+})();</script>"""
+
+
+def _relative_404(site_dir: Path) -> None:
+    path = site_dir / "404.html"
+    if not path.exists() or "<base " in path.read_text():
+        return
+    text = path.read_text()
+    text = re.sub(r'(href|src)="/(?!/)', r'\1="', text)
+    text = text.replace('"base": "/"', '"base": "."')
+    text = text.replace("<head>", "<head>\n" + _FIND_ROOT, 1)
+    path.write_text(text)
+
+
 def on_post_build(config: Any, **kwargs: Any) -> None:
+    if not config.get("site_url"):
+        _relative_404(Path(config["site_dir"]))
     path = Path(config["site_dir"]) / "objects.inv"
     if not path.exists():
         return
