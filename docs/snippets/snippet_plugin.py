@@ -7,8 +7,9 @@ one means:
 - A Python block whose first line is a file-name comment (`# conftest.py`, `# myapp/server.py`)
   or that sits under a tab titled with a file name (`=== "myapp/server.py"`) is written to that
   file in the page's working folder; so is an `ini` block (to `pytest.ini`, or its tab's name).
-- A Python block that defines tests (`def test_...`) is written to a test file there and run
-  with pytest in a subprocess, the bundle's plugin loaded as installed: it must pass.
+- A Python block that defines tests (`def test_...`), or is a file named `test_*.py`, is
+  written to a test file there and run with pytest in a subprocess, the bundle's plugin loaded
+  as installed: it must pass.
 - Any other Python block is executed, in the page's working folder, in one namespace per page:
   a block may use what an earlier block of the same page defined.
 - A shell (`bash`) block runs with `bash -eu`, in the page's working folder (or where an earlier
@@ -32,17 +33,18 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import venv
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-import settings_override
 from sybil import Document, Example, Region, Sybil
 from sybil.evaluators.python import PythonEvaluator
 from sybil.parsers.markdown import ClearNamespaceParser, CodeBlockParser, SkipParser
 
+import settings_override
+
 ROOT = Path(__file__).resolve().parents[2]
+_APPS = ROOT / "tests" / "apps"
 _FILE_COMMENT = re.compile(r"#\s*(?P<path>[\w./-]+\.(?:py|ini|toml|cfg))\s*$")
 _TAB_TITLE = re.compile(r'^\s*=== "(?P<title>[^"]+)"\s*$')
 _CWD_DIRECTIVE = re.compile(r"<!--\s*snippets:\s*cwd=clone\s*-->")
@@ -50,6 +52,7 @@ _TEST_DEF = re.compile(r"^(async )?def test_\w+\(", re.M)
 # A snippet that waits on a server or a subprocess is done in seconds; this only stops a hang.
 _TIMEOUT = 300.0
 _VENV: list[Path] = []
+_SEED: list[str] = []
 
 
 def _state(example: Example) -> dict[str, Any]:
@@ -69,12 +72,36 @@ def _state(example: Example) -> dict[str, Any]:
 
 
 def _venv() -> Path:
-    """One fresh virtual environment for the session's shell snippets (made on first use)."""
+    """One fresh virtual environment for the session's shell snippets (made on first use).
+
+    uv makes it and puts in, from its cache, the third-party packages the snippets' installs
+    need (the versions this environment has), hatchling and uv: the snippets' own
+    `pip install ./packages/...` then only builds our four packages, without build isolation,
+    in seconds. The packaging checks (`hatch run packaging:test`) build them isolated, from
+    nothing, in fresh venvs.
+    """
     if not _VENV:
+        _SEED[:] = _seed()
         path = Path(tempfile.mkdtemp(prefix="snippets-venv-"))
-        venv.create(path, with_pip=True)
+        uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
+        python = str(path / "bin" / "python")
+        _check([uv, "venv", "--quiet", "--seed", "--python", sys.executable, str(path)])
+        _check([uv, "pip", "install", "--quiet", "--python", python, *_SEED])
         _VENV.append(path)
     return _VENV[0]
+
+
+def _check(command: list[str]) -> None:
+    subprocess.run(command, check=True, timeout=_TIMEOUT, stdin=subprocess.DEVNULL)
+
+
+def _seed() -> list[str]:
+    """The installed versions of what the packages (and the snippets' commands) pull in."""
+    from importlib.metadata import version
+
+    names = ["hatchling", "uv", "anyio", "httpx", "uvicorn", "pendulum", "pytest", "filelock"]
+    names += ["trio", "pydantic-settings"]
+    return [f"{name}=={version(name)}" for name in names]
 
 
 def _target_file(example: Example, source: str) -> str | None:
@@ -124,25 +151,38 @@ def _write(state: dict[str, Any], name: str, source: str) -> None:
             (Path(state["cwd"]) / parent / "__init__.py").touch()
 
 
+def _pytest(state: dict[str, Any], name: str) -> str | None:
+    """Run one test file of the page with pytest, as its reader would: it must pass."""
+    env = _env(state)
+    # The fixtures page's shop example uses the cross-package tests' small shop application.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_APPS), env.get("PYTHONPATH")]))
+    result = _run(
+        [sys.executable, "-m", "pytest", name, "-p", "no:cacheprovider", "-p", "no:randomly"],
+        Path(state["cwd"]),
+        env,
+    )
+    if result.returncode != 0 or " passed" not in result.stdout:
+        output = f"{result.stdout}\n{result.stderr}"
+        return f"pytest on {name} failed (exit {result.returncode}):\n{output}"
+    return None
+
+
 def evaluate_python(example: Example) -> str | None:
     state = _state(example)
     source = textwrap.dedent(example.parsed)
     name = _target_file(example, source)
     if name is not None:
         _write(state, name, source)
+        if Path(name).name.startswith("test_") and name.endswith(".py"):
+            return _pytest(state, name)  # a test file the page shows: it must pass
         return None
     if _TEST_DEF.search(source):
         name = f"test_snippet_line{example.line}.py"
         _write(state, name, source)
-        result = _run(
-            [sys.executable, "-m", "pytest", name, "-p", "no:cacheprovider", "-p", "no:randomly"],
-            Path(state["cwd"]),
-            _env(state),
-        )
-        (Path(state["cwd"]) / name).unlink()
-        if result.returncode != 0 or " passed" not in result.stdout:
-            return f"pytest on the snippet failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-        return None
+        try:
+            return _pytest(state, name)
+        finally:
+            (Path(state["cwd"]) / name).unlink()
     cwd = os.getcwd()
     os.chdir(state["cwd"])
     sys.path.insert(0, str(state["cwd"]))
@@ -155,7 +195,8 @@ def evaluate_python(example: Example) -> str | None:
 
 def evaluate_ini(example: Example) -> str | None:
     state = _state(example)
-    _write(state, _target_file(example, example.parsed) or "pytest.ini", textwrap.dedent(example.parsed))
+    source = textwrap.dedent(example.parsed)
+    _write(state, _target_file(example, source) or "pytest.ini", source)
     return None
 
 
@@ -168,11 +209,13 @@ def evaluate_bash(example: Example) -> str | None:
     env["PATH"] = f"{_venv() / 'bin'}{os.pathsep}{env['PATH']}"
     env["VIRTUAL_ENV"] = str(_venv())
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_BUILD_ISOLATION"] = "0"  # pip reads this as --no-build-isolation (see _venv)
     marker = Path(state["home"]) / ".snippet-cwd"
     script = f"{textwrap.dedent(example.parsed)}\npwd > {marker}\n"
     result = _run(["bash", "-eu", "-c", script], start, env)
     if result.returncode != 0:
-        return f"the shell snippet failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+        output = f"{result.stdout}\n{result.stderr}"
+        return f"the shell snippet failed (exit {result.returncode}):\n{output}"
     ended_in = Path(marker.read_text().strip())
     if ended_in != start:
         state["cwd"] = ended_in  # it cd-ed somewhere: the page's next blocks go on from there

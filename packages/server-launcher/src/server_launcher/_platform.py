@@ -11,12 +11,13 @@ pipe (EOF means the launcher died) and then kills the server's descendants and i
 
 Portable paths: where Linux has something better, the portable way is also written here (no
 ``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no subreaper:
-only the server's process group is killed; uvicorn binds port 0 and the parent reads
-the port it reports, instead of taking the parent's socket; poll instead of epoll).
-``SERVER_LAUNCHER_PORTABLE=1`` forces all of them on Linux, so that every branch macOS and other
-POSIX systems take is tested here; ``SERVER_LAUNCHER_PORTABLE=nowaitid`` also acts as if there
-were no ``os.waitid`` (macOS has none): ``ps`` tells a zombie, and the exit watch waits in
-``kqueue`` (macOS, BSD) or, where there is neither, reaps the child and kills its group at once.
+only the server's process group is killed; poll instead of epoll). macOS and other POSIX
+systems take these. uvicorn takes the parent's socket on every platform; only
+``SERVER_LAUNCHER_PORTABLE=1`` makes it bind port 0 and the parent read the port it reports.
+That variable forces every portable path on Linux, so that each branch is tested here;
+``SERVER_LAUNCHER_PORTABLE=nowaitid`` also acts as if there were no ``os.waitid`` (macOS has
+none): ``ps`` tells a zombie, and the exit watch waits in ``kqueue`` (macOS, BSD) or, where
+there is neither, reaps the child and kills its group at once.
 Windows is refused (see ``launch_server``): its process model needs a tier of its own.
 """
 

@@ -224,11 +224,13 @@ def virtual_time(
 ) -> VirtualTime:
     """Run the current event loop's clock in virtual time inside ``async with``.
 
-    Enter it inside running async code (an async test), on asyncio or trio::
+    Enter it inside running async code (an async test), on asyncio or trio:
 
-        async with virtual_time() as clock:
-            await anyio.sleep(3600)  # returns at once
-            assert clock.time() == 3600
+    ```python
+    async with virtual_time() as clock:
+        await anyio.sleep(3600)  # returns at once
+        assert clock.time() == 3600
+    ```
 
     Every wait on the loop clock completes at once, in deadline order. Time jumps, straight
     to the nearest timer, only when nothing real is pending: no task can run, no worker
