@@ -17,7 +17,6 @@ import re
 import selectors
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -64,6 +63,7 @@ class OutputSink:
         self._pipe: IO[bytes] | None = None
         self._pipe_fd: int | None = None
         self._scan = b""
+        self._hurry = threading.Event()
 
     def start(self, pipe: IO[bytes]) -> None:
         """Open the log and start draining ``pipe`` in a daemon thread; it ends at EOF."""
@@ -89,7 +89,8 @@ class OutputSink:
                     # Let a burst (e.g. one access-log line per request) gather before reading:
                     # waking per line takes GIL time from this process, which is usually the
                     # client too. output() reads what is pending itself, so it is never late.
-                    time.sleep(_BATCH_WAIT)
+                    # Not once the server is stopped: wait_drained() sets _hurry.
+                    self._hurry.wait(_BATCH_WAIT)
                 with self._read_lock:
                     at_eof = self._read_pending(limit=1024 * 1024)
                     if at_eof:
@@ -178,6 +179,7 @@ class OutputSink:
 
         If something outside the group still holds the pipe, take what is pending and go on.
         """
+        self._hurry.set()  # no batching wait on the way to EOF
         if self._thread is not None:
             self._thread.join(timeout)
             if not self._thread.is_alive():

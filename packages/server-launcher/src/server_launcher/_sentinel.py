@@ -1,9 +1,9 @@
 """The child side of a launch: a short bootstrap that becomes the server, and its watchdog.
 
-Run by the launcher as ``python -u -c <loader> LAUNCHER_PID module|exec -- ARGS...``
-(the loader imports this file from its folder, so cached bytecode is used where there is some).
-It imports nothing the server would not import anyway, and is kept short: where bytecode is not
-cached (``PYTHONDONTWRITEBYTECODE``), every start compiles it.
+Run by the launcher as ``python -u -c <loader> LAUNCHER_PID module|exec -- ARGS...``: the
+launcher compiles this file once and writes the marshalled code into the child's stdin, and
+the loader reads and runs it (never compiled per start, even without cached bytecode). It
+imports nothing the server would not import anyway.
 
 The launched process *is* the server, the launcher's own child (its exit status is the server's).
 Before it becomes the server (``runpy`` for a module, ``exec`` for a program) it
@@ -136,7 +136,6 @@ def main(argv: list[str]) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # the pipe is the watchdog's alone now
     os.close(devnull)
-    sys.modules.pop("_sentinel", None)  # imported by the loader under this name: not the app's
     if kind == "module":
         import runpy
         import signal

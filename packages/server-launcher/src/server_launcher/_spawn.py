@@ -298,6 +298,7 @@ class Supervisor:
         finally:
             if self._proc is not None and self._proc.stdin is not None:
                 _platform.hold_lifeline(self._proc.stdin.fileno())
+                _platform.send_bootstrap(self._proc.stdin)
             if spec.port_mode == "fd" and self._listener is not None:
                 # The child holds the socket now; without our copy, its death resets our probe.
                 self._listener.close()
