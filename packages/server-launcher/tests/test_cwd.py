@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,47 @@ def test_an_app_missing_from_cwd_names_the_folder_it_looked_in(tmp_path: Path) -
 def test_a_bad_cwd_is_refused_up_front(cwd: object, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         launch_server(cwd=cwd)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def imported_from_a(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This process imports ``cwd_probe_app`` from tree ``a`` (a folder it put on sys.path, as
+    pytest does with a rootdir); tree ``c`` has a module of the same name. Runs elsewhere."""
+    a, _ = _tree(tmp_path, "a"), _tree(tmp_path, "c")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.syspath_prepend(str(a))
+    monkeypatch.chdir(elsewhere)
+    import cwd_probe_app  # noqa: F401
+
+    yield a
+    sys.modules.pop("cwd_probe_app", None)
+
+
+def test_an_app_the_server_would_import_from_another_tree_is_refused(
+    imported_from_a: Path, tmp_path: Path, resources: Callable[[], dict[str, int]]
+) -> None:
+    """The server would not see tree ``a`` and would silently serve tree ``c``'s module."""
+    before = resources()
+    with pytest.raises(ValueError, match="this process imported 'cwd_probe_app' from") as info:
+        launch_server("cwd_probe_app:create_app", env={"PYTHONPATH": str(tmp_path / "c")})
+    message = str(info.value)
+    assert str(imported_from_a) in message
+    assert f"pass cwd={str(imported_from_a)!r}" in message
+    assert resources() == before
+
+
+@pytest.mark.anyio
+async def test_the_same_tree_through_cwd_or_pythonpath_is_served(
+    imported_from_a: Path, get: Get
+) -> None:
+    async with launch_server(
+        "cwd_probe_app:create_app", cwd=imported_from_a, health_path="/api/health"
+    ) as server:
+        assert get(server.url + "/tree") == (200, b"a")
+    with launch_server(
+        "cwd_probe_app:create_app",
+        env={"PYTHONPATH": str(imported_from_a)},
+        health_path="/api/health",
+    ) as server:
+        assert get(server.url + "/tree") == (200, b"a")

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from . import _platform
 from ._errors import ServerStopWarning
+from ._importpath import check_import_root
 from ._spawn import LaunchSpec, PortMode, Supervisor, TLSFiles, describe_returncode, url_for
 
 __all__ = ["DEMO_APP", "RunningServer", "ServerLauncher", "launch_server"]
@@ -384,6 +385,7 @@ def launch_server(
     if command is None:
         _refuse_owned_args(extra)
         spec_app = app if app is not None else DEMO_APP
+        check_import_root(spec_app, work_dir or os.getcwd(), extra, child_env)
         port_mode: PortMode = (
             "fd"
             if _platform.UVICORN_TAKES_FD or socket_path is not None
