@@ -243,9 +243,19 @@ def add_options(parser: pytest.Parser) -> None:
 _NEXT_PAIR = re.compile(r",\s*(?=[A-Z_][A-Z0-9_]*\s*=)")
 
 
+def _split_pairs(value: str) -> list[str]:
+    """Split at each ``,NAME=`` that is not inside a double-quoted value."""
+    parts, start = [], 0
+    for found in _NEXT_PAIR.finditer(value):
+        if value.count('"', start, found.start()) % 2 == 0:
+            parts.append(value[start : found.start()])
+            start = found.end()
+    return [*parts, value[start:]]
+
+
 def _split_cli(option: _Option, value: str) -> list[str]:
     if option.kind == "pairs":
-        return _NEXT_PAIR.split(value)
+        return _split_pairs(value)
     return value.split(",")
 
 
@@ -347,23 +357,41 @@ def _as_lines(value: str | bool | list[str]) -> list[str]:
 
 
 def _parse_pairs(option: _Option, lines: Sequence[str]) -> dict[str, str]:
-    """NAME=value lines into a dict; several pairs on one line are refused (values may hold
-    commas, so the line cannot be split safely)."""
+    """NAME=value lines into a dict. A value in double quotes is taken literally (it may hold
+    ``,NAME=``); otherwise several pairs on one line are refused, as is a name given twice.
+    No error shows a value (it may be a secret)."""
+    from ._environment import environment_problems
+
     pairs: dict[str, str] = {}
     for line in lines:
         name, sep, value = line.partition("=")
-        name = name.strip()
+        name, value = name.strip(), value.strip()
         if not sep or not name or any(ch.isspace() for ch in name):
+            shown = repr(name + "=...") if sep else "a line without '='"
             raise pytest.UsageError(
-                f"{_where(option)}: expected NAME=value, got {line!r}. "
+                f"{_where(option)}: expected NAME=value, got {shown}. "
                 "Write one NAME=value per line in the ini file."
             )
-        if _NEXT_PAIR.search(value):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]  # quoted: literally what is between the quotes
+        elif _NEXT_PAIR.search(value):
             raise pytest.UsageError(
-                f"{_where(option)}: {line!r} looks like several NAME=value pairs on one line. "
-                "Values may contain commas, so write one NAME=value per line in the ini file."
+                f"{_where(option)}: the value of {name} looks like several NAME=value pairs on "
+                "one line. Write one NAME=value per line in the ini file; if the value really "
+                'holds ",NAME=", put it in double quotes: LABELS="tier=web,REGION=eu" (taken '
+                "literally)."
             )
-        pairs[name] = value.strip()
+        if name in pairs:
+            raise pytest.UsageError(
+                f"{_where(option)}: {name} is given twice; give each name once (which value "
+                "did you mean?)."
+            )
+        pairs[name] = value
+    problems = environment_problems(pairs, settings=False)
+    if problems:
+        raise pytest.UsageError(
+            f"{_where(option)}: " + " ".join(problem.message for problem in problems)
+        )
     return pairs
 
 
@@ -416,12 +444,45 @@ def _as_file(option: _Option, value: str | bool | list[str], root: Path) -> str 
     return str(path)
 
 
+# Every ini key the plugin owns starts with one of these: another key with the prefix is a typo.
+_PREFIXES = ("hosted_api_", "mock_anyio_sleep_", "virtual_clock_")
+
+
+def _misspelt_options(config: pytest.Config) -> list[str]:
+    """Ini keys with one of the plugin's prefixes that no plugin registered, closest named.
+
+    pytest only warns about an unknown key (unless ``--strict-config``), and the session would
+    run on the defaults: the embedded demo app instead of the user's, say.
+    """
+    raw = getattr(config, "_inicfg", None)  # pytest 9, which deprecates ``inicfg``
+    if raw is None:
+        raw = getattr(config, "inicfg", {})  # pytest 8
+    problems = []
+    for key in sorted(str(key) for key in raw):
+        if not key.startswith(_PREFIXES):
+            continue
+        try:
+            config.getini(key)
+        except ValueError:  # not registered by any plugin
+            import difflib  # only on the error path
+
+            names = [option.name for option in OPTIONS]
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            listed = ", ".join(names)
+            hint = f"did you mean {close[0]!r}?" if close else f"the options are: {listed}."
+            problems.append(f"{key} (ini): not an option of pytest-bundle; {hint}")
+    return problems
+
+
 def read_config(config: pytest.Config) -> BundleConfig:
     """Read and validate every option; raise ``pytest.UsageError`` naming a bad one.
 
     What needs the user's own modules (registered settings, sleep targets) is checked later,
     by ``_checks``, once they are imported.
     """
+    misspelt = _misspelt_options(config)
+    if misspelt:
+        raise pytest.UsageError("\n".join(misspelt))
     by_name = {option.name: option for option in OPTIONS}
 
     def text(name: str) -> str:

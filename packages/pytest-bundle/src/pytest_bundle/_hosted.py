@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._checks import short_repr
+from ._checks import looks_secret, short_repr
 from ._config import BundleConfig
+from ._environment import environment_problems, shown_name
 
 if TYPE_CHECKING:
     from server_launcher import RunningServer
@@ -168,19 +169,27 @@ def _checked_user_env(user_env: object, state: ServerState) -> dict[str, str | N
         "removes the name from the server's environment)"
     )
     if not isinstance(user_env, Mapping):
+        shown = short_repr(user_env)
         state.fail(
             f"hosted_api_server could not start: {expected}; your hosted_api_env returned "
-            f"{type(user_env).__name__}: {short_repr(user_env)}."
+            f"{type(user_env).__name__}" + ("." if looks_secret(shown) else f": {shown}.")
         )
     env: dict[str, str | None] = {}
     for name, value in user_env.items():
         if not isinstance(name, str) or not (value is None or isinstance(value, str)):
+            secret = isinstance(name, str) and looks_secret(name)
             state.fail(
                 f"hosted_api_server could not start: {expected}; your hosted_api_env maps "
-                f"{short_repr(name)} to {type(value).__name__} {short_repr(value)}. Convert "
-                "values with str()."
+                f"{shown_name(name)} to {type(value).__name__} "
+                f"{'***' if secret else short_repr(value)}. Convert values with str()."
             )
         env[name] = value
+    problems = environment_problems(env)
+    if problems:
+        state.fail(
+            "hosted_api_server could not start: the mapping your hosted_api_env fixture "
+            "returned has a problem: " + " ".join(problem.message for problem in problems)
+        )
     return env
 
 

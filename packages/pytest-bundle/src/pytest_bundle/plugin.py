@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._checks import SettingsRecheck, env_problems, setting_problems, startup_problems
+from ._checks import SettingsRecheck, setting_problems, startup_problems
 from ._config import BundleConfig, add_options, check_app_importable, child_python_path, read_config
+from ._environment import environment_problems
 from ._factory import Holders, HostedApiServerFactory, make_factory
 from ._hosted import (
     ServerState,
@@ -442,10 +443,11 @@ def use_hosted_api_server(
             url: str = request.getfixturevalue("hosted_api_server")
             url = pool.revive(()) or url  # a dead server is reported once, then started again
         else:
-            problems = env_problems(overrides)  # a registry defined after collection
+            problems = environment_problems(overrides)  # a registry defined after collection
             if problems:
                 pytest.fail(
-                    f"{request.node.nodeid}: @pytest.mark.{MARKER}: " + " ".join(problems),
+                    f"{request.node.nodeid}: @pytest.mark.{MARKER}: "
+                    + " ".join(problem.message for problem in problems),
                     pytrace=False,
                 )
             variant = pool.variant(overrides)
