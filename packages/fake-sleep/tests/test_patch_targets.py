@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -29,6 +30,7 @@ from fake_sleep import SleepRecorder, patch_sleep
 REAL_ANYIO_SLEEP = anyio.sleep
 REAL_ASYNCIO_SLEEP = asyncio.sleep
 REAL_TRIO_SLEEP = trio.sleep
+REAL_TIME = time.time
 
 
 @pytest.fixture
@@ -236,6 +238,25 @@ async def test_module_imported_inside_the_block_gets_the_real_sleep_back(
     assert sleep.delays == [4]
     with anyio.fail_after(30):
         await module.work(0.001)  # real again, and the ended recorder is not reached
+
+
+@pytest.mark.anyio
+async def test_module_imported_inside_the_block_gets_the_real_clock_back(
+    write_module: Callable[[str], str],
+) -> None:
+    """`from time import time` inside the block binds the shifted clock; after the block the
+    module reads real time again instead of a clock an hour ahead for the rest of the run."""
+    name = write_module(
+        """
+        from time import time
+        """
+    )
+    with patch_sleep(clocks=["time.time"]):
+        await anyio.sleep(3600)
+        module: ModuleType = __import__(name)
+        assert module.time() >= REAL_TIME() + 3000  # the fake, bound at import
+    assert module.time is REAL_TIME
+    assert abs(module.time() - REAL_TIME()) < 600
 
 
 _ENDED = re.escape("was awaited after its patch_sleep() block ended")

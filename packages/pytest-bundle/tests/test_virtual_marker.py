@@ -89,18 +89,23 @@ def test_marker_on_a_class_and_the_closest_marker_wins_per_option(
             async def test_own_end(self):
                 await anyio.sleep(900)
 
+            @pytest.mark.virtual_clock(end=None, io_grace=None)  # sets nothing: end=100 holds
+            async def test_past_end_under_none_fails(self):
+                await anyio.sleep(150)
+
         @pytest.mark.anyio
         async def test_outside_the_class_is_real_time(request):
             assert "virtual_clock" not in request.fixturenames
         """
     )
     result = pytester.runpytest("-p", "no:randomly", "--timeout=120", "-rf")
-    result.assert_outcomes(passed=3 * len(BACKENDS), failed=len(BACKENDS))
+    result.assert_outcomes(passed=3 * len(BACKENDS), failed=2 * len(BACKENDS))
     failed = [line for line in result.outlines if line.startswith("FAILED")]
-    assert len(failed) == len(BACKENDS), result.outlines
-    assert all("test_past_end_fails" in line for line in failed), failed
+    assert len(failed) == 2 * len(BACKENDS), result.outlines
+    assert all("test_past_end" in line for line in failed), failed
     # end=100 from the class's marker; test_own_end passed with its own end=1000.
-    assert "VirtualTimeLimitExceeded: virtual_time(end=100)" in result.stdout.str()
+    limit = "VirtualTimeLimitExceeded: virtual_time(end=100)"
+    assert result.stdout.str().count(limit) >= 2 * len(BACKENDS)
 
 
 def test_a_marked_test_that_also_asks_for_mock_anyio_sleep_is_refused(
@@ -253,7 +258,6 @@ async def test_waits_for_the_answer(slow_server, virtual_clock):
 @pytest.mark.parametrize(
     ("mark", "ini", "args", "passes"),
     [
-        ("", "", [], True),  # fake-sleep's default grace (2 s) outlasts the 1 s answer
         ("pytestmark = pytest.mark.virtual_clock(io_grace=0.05)", "", [], False),
         ("", "virtual_clock_io_grace = 0.05", [], False),
         ("", "virtual_clock_io_grace = 0.05", ["--virtual-clock-io-grace=30"], True),
@@ -269,7 +273,8 @@ async def test_waits_for_the_answer(slow_server, virtual_clock):
 def test_io_grace_from_the_marker_the_ini_and_the_command_line_reaches_the_clock(
     pytester: pytest.Pytester, mark: str, ini: str, args: list[str], passes: bool
 ) -> None:
-    """A grace shorter than the server's answer makes fail_after(30) fire at once."""
+    """A grace shorter than the server's answer makes fail_after(30) fire at once; a longer one
+    waits for it. (fake-sleep's default is left out: its margin over 1 s is not for busy CI.)"""
     pytester.makeconftest(BOTH_BACKENDS)
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
@@ -415,3 +420,25 @@ def test_the_hint_reaches_the_controller_under_xdist(pytester: pytest.Pytester) 
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", timeout=300)
     result.assert_outcomes(failed=5 * len(BACKENDS))
     assert result.stdout.str().count("virtual_clock: io_grace ran out") == 3 * len(BACKENDS)
+
+
+def test_marker_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_asyncio")
+    pytester.makepyfile(
+        """
+        import asyncio
+        import time
+
+        import pytest
+
+        pytestmark = [pytest.mark.asyncio, pytest.mark.virtual_clock(end=7200)]
+
+        async def test_wait_for_times_out_in_virtual_time():
+            started = time.monotonic()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.sleep(3600 * 3), timeout=3600)
+            assert time.monotonic() - started < 60
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-p", "no:anyio", "--timeout=120")
+    result.assert_outcomes(passed=1)

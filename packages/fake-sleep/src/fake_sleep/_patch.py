@@ -151,18 +151,28 @@ def _imported_since(mark: tuple[int, str | None]) -> list[Any]:
     return new
 
 
-def _unbind(modules: list[Any], recorder: SleepRecorder, slots: list[_Slot]) -> None:
-    """Give modules imported inside the block the real target back where they bound the fake.
+def _unbind(
+    modules: list[Any],
+    recorder: SleepRecorder,
+    slots: list[_Slot],
+    clocks: dict[int, tuple[Any, Any]],
+) -> None:
+    """Give modules imported inside the block the real functions back where they bound fakes.
 
-    A global holding the recorder gets the original of the one target it can have come from:
-    the only target, or the only one with the global's name. Where that is ambiguous the
-    global keeps the recorder, which then refuses awaits with a clear error.
+    A global holding a shifted clock gets that clock's original. A global holding the recorder
+    gets the original of the one target it can have come from: the only target, or the only
+    one with the global's name; where that is ambiguous it keeps the recorder, which then
+    refuses awaits with a clear error.
     """
     for module in modules:
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
         for name, value in list(namespace.items()):
+            wrapped = clocks.get(id(value))
+            if wrapped is not None and wrapped[0] is value:
+                namespace[name] = wrapped[1]
+                continue
             if value is not recorder:
                 continue
             originals = {id(s.original): s.original for s in slots}
@@ -182,6 +192,8 @@ class _SleepPatch:
         self._applied: list[_Slot] | None = None
         self._recorder: SleepRecorder | None = None
         self._target_slots: list[_Slot] = []
+        # id(wrapper) -> (wrapper, the clock it wraps): held, so no id is reused meanwhile
+        self._clock_wrappers: dict[int, tuple[Any, Any]] = {}
         self._modules: tuple[int, str | None] = (0, None)
 
     def __enter__(self) -> SleepRecorder:
@@ -232,7 +244,9 @@ class _SleepPatch:
                 _set(slot, recorder)
                 applied.append(slot)
             for slot in clock_slots:
-                _set(slot, shifted_clock(slot.original, lambda: recorder._shift, slot.path))
+                wrapper = shifted_clock(slot.original, lambda: recorder._shift, slot.path)
+                self._clock_wrappers[id(wrapper)] = (wrapper, slot.original)
+                _set(slot, wrapper)
                 applied.append(slot)
         except BaseException:
             self._restore()
@@ -259,7 +273,9 @@ class _SleepPatch:
                 delattr(slot.owner, slot.name)
         recorder, self._recorder = self._recorder, None
         if recorder is not None:
-            _unbind(_imported_since(self._modules), recorder, self._target_slots)
+            modules = _imported_since(self._modules)
+            _unbind(modules, recorder, self._target_slots, self._clock_wrappers)
+            self._clock_wrappers = {}
             recorder._end([slot.path for slot in self._target_slots])
 
 

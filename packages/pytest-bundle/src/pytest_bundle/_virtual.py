@@ -83,10 +83,10 @@ def refuse_both(request: pytest.FixtureRequest) -> None:
 
 
 def marker_options(item: pytest.Item) -> dict[str, Any]:
-    """The options the item's virtual_clock markers set (closest wins per option)."""
+    """The options the item's virtual_clock markers set (closest wins per option; None: unset)."""
     options: dict[str, Any] = {}
     for mark in reversed(list(item.iter_markers(VIRTUAL_MARKER))):  # farthest first
-        options.update(mark.kwargs)
+        options.update((name, value) for name, value in mark.kwargs.items() if value is not None)
     return options
 
 
@@ -141,12 +141,12 @@ def _virtual_mark_problems(mark: pytest.Mark) -> list[str]:
 
 def _seconds_problem(name: str, value: object) -> str | None:
     """What is wrong with a marker's io_grace= or end= value, or None."""
-    if name == "end" and value is None:
-        return None  # the ini option's (or fake-sleep's) default
+    if value is None:
+        return None  # not set here: a farther marker's, the ini option's or fake-sleep's
     what = (
         "real seconds >= 0 that outside I/O may hold the clock (math.inf: always wait)"
         if name == "io_grace"
-        else "virtual seconds > 0 that time may not pass, or None"
+        else "virtual seconds > 0 that time may not pass"
     )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return (
