@@ -24,8 +24,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fake_sleep import VirtualTime, VirtualTimeLimitExceeded, virtual_time
-from fake_sleep._virtual._driver import GRACE_NOTE_PREFIX
+from fake_sleep import GRACE_NOTE_PREFIX, VirtualTime, VirtualTimeLimitExceeded, virtual_time
 
 pytestmark = pytest.mark.anyio
 
@@ -308,6 +307,7 @@ def test_two_blocks_in_two_threads_never_go_backwards() -> None:
     pendulum = pytest.importorskip("pendulum")
     first_in = threading.Event()
     second_in = threading.Event()
+    first_read = threading.Event()
     second_done = threading.Event()
     readings: list[tuple[float, float, float]] = []
 
@@ -324,15 +324,17 @@ def test_two_blocks_in_two_threads_never_go_backwards() -> None:
             readings.append(read())
             first_in.set()
             await anyio.to_thread.run_sync(second_in.wait, 30)
-            readings.append(read())
+            readings.append(read())  # while the second block is active
+            first_read.set()
             await anyio.to_thread.run_sync(second_done.wait, 30)
-            readings.append(read())
+            readings.append(read())  # after it ended
 
     async def second() -> None:
-        first_in.wait(30)
-        async with virtual_time(time_time=True, datetime_now=True):
+        await anyio.to_thread.run_sync(first_in.wait, 30)
+        async with virtual_time(time_time=True, datetime_now=True) as clock:
+            clock.advance(10)
             second_in.set()
-            await anyio.sleep(1)
+            await anyio.to_thread.run_sync(first_read.wait, 30)
         second_done.set()
 
     threads = [

@@ -10,11 +10,13 @@ active. Every driver keeps these promises, and the rest of the package relies on
    loop compares its own deadlines against ``now``, so they fall due in deadline order.
 3. A jump happens only when the loop is about to wait and all of these hold: no task can run
    (a non-blocking I/O poll found nothing and no thread handed work back); no worker thread
-   started through a counted entry point is busy (`Workers.hold`); and no outside I/O is in
-   progress (`OutsideIO.hold`). Then ``now`` moves straight to the nearest deadline, never
-   past ``end=``. With no deadline at all, a real-time grace passes before a deadlock error.
-   While something real is pending the loop waits for it in real time, and ``now`` stands
-   still.
+   started through a counted entry point is busy (`Workers.hold`); and no outside wait is in
+   progress (`OutsideIO.hold`, fed with the loop's own waits and those of other threads from
+   ``_others``). Then ``now`` moves straight to the nearest deadline (`Driver.may_jump`),
+   never past the limit (``end=``, ten virtual years by default) and at most ``max_jumps``
+   times. With no deadline at all, a real-time grace passes before a deadlock error. While
+   something real is pending the loop waits for it in real time, at most ``io_grace`` real
+   seconds per wait, and ``now`` stands still.
 4. Installing changes nothing until every private hook has been looked up (the driver's
    constructor does that and raises `VirtualClockError` naming a missing one). ``install``
    pushes one undo per change onto the given `contextlib.ExitStack`, so a failure halfway,
