@@ -90,6 +90,7 @@ def test_an_app_missing_from_cwd_names_the_folder_it_looked_in(tmp_path: Path) -
         ("/no/such/folder", ValueError, "must be an existing folder"),
         (__file__, ValueError, "must be an existing folder"),
         (42, TypeError, "must be a path"),
+        ("a\0b", ValueError, "without NUL bytes"),
     ],
 )
 def test_a_bad_cwd_is_refused_up_front(cwd: object, error: type[Exception], match: str) -> None:

@@ -91,3 +91,16 @@ def test_restart_refuses_a_command_that_cannot_be_told_its_port(get: Get) -> Non
             server.restart()
         assert server.returncode is None
         assert get(server.url + "/api/health")[0] == 200
+
+
+def test_restart_of_a_command_with_a_port_keeps_the_port(get: Get, tmp_path: Path) -> None:
+    """``{port}`` only: the launcher reserves the same port again for the new server."""
+    (tmp_path / "hello.txt").write_text("hello")
+    command = ["{python}", "-m", "http.server", "{port}", "--bind", "{host}"]
+    with launch_server(command=command, health_path="/", cwd=tmp_path) as server:
+        port, first_pid = server.port, server.pid
+        assert get(server.url + "/hello.txt") == (200, b"hello")
+        server.restart()
+        assert (server.port, server.url) == (port, f"http://127.0.0.1:{port}")
+        assert server.pid != first_pid
+        assert get(server.url + "/hello.txt") == (200, b"hello")

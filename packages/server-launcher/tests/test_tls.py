@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -123,8 +124,12 @@ def test_a_wrong_password_is_a_tls_error_before_anything_starts(
     certfile, keyfile = cert_files
     locked = _encrypted_key(keyfile, tmp_path / "locked.pem", b"right-one")
     before = resources()
-    for password in ("wrong-one", None):  # None: no terminal prompt, an error at once
-        with pytest.raises(ServerStartError, match="TLS") as info:
+    hints = {
+        "wrong-one": "the key's password (ssl_keyfile_password) is wrong",
+        None: "the key is encrypted: pass its password as ssl_keyfile_password=",
+    }
+    for password, hint in hints.items():  # None: no terminal prompt, an error at once
+        with pytest.raises(ServerStartError, match=f"^TLS: .*{re.escape(hint)}") as info:
             with launch_server(
                 DEMO_APP, ssl_certfile=certfile, ssl_keyfile=locked, ssl_keyfile_password=password
             ):
@@ -153,6 +158,15 @@ def test_a_key_of_another_certificate_is_a_tls_error_before_anything_starts(
     assert "the key does not belong to the certificate" in message
     assert "nothing was started" in message
     assert resources() == before
+
+
+def test_a_certificate_without_its_key_is_a_tls_error_saying_so(
+    cert_files: tuple[str, str],
+) -> None:
+    certfile, _ = cert_files
+    with pytest.raises(ServerStartError, match=r"no PEM private key found in ssl_certfile"):
+        with launch_server(DEMO_APP, ssl_certfile=certfile):
+            pytest.fail("must not start")
 
 
 @pytest.mark.anyio

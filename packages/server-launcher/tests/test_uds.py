@@ -32,6 +32,7 @@ def test_serves_a_unix_socket_and_removes_it(short_dir: Path) -> None:
         assert server.uds == path
         assert server.port is None
         assert server.url == "http://localhost"
+        assert f"on {path} pid={server.pid} running" in repr(server)
         assert stat.S_ISSOCK(os.stat(path).st_mode)
         transport = httpx.HTTPTransport(uds=server.uds)
         with httpx.Client(transport=transport, base_url=server.url) as client:

@@ -77,7 +77,8 @@ class RunningServer:
 
     def __repr__(self) -> str:
         state = "stopped" if self._sup.finished.is_set() else "running"
-        return f"<RunningServer {self.url} pid={self.pid} {state}>"
+        where = f" on {self.uds}" if self.uds is not None else ""
+        return f"<RunningServer {self.url}{where} pid={self.pid} {state}>"
 
     def output(self) -> str:
         """Everything the server printed so far (stdout and stderr, as text)."""
@@ -200,7 +201,7 @@ class ServerLauncher:
         self._supervisor: Supervisor | None = None
 
     def __repr__(self) -> str:
-        return f"<ServerLauncher {' '.join(self._spec.build_args(None, None))!r}>"
+        return f"<ServerLauncher {' '.join(self._spec.build_args(None, self._spec.port))!r}>"
 
     def _begin(self) -> Supervisor:
         if self._supervisor is not None:

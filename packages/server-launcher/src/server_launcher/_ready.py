@@ -135,10 +135,17 @@ class HealthProbe:
             raise ProbeFailed(f"connect: {errno.errorcode.get(code, code)}")
         self._on_connected()
 
+    def _read(self) -> bytes:
+        data = self.sock.recv(65536)
+        if self._tls is not None:  # what TLS decrypted already never makes the socket readable
+            while data and self.sock.pending():  # type: ignore[attr-defined]
+                data += self.sock.recv(65536)
+        return data
+
     def on_readable(self) -> bool:
         """Read what arrived; True once the response is complete (``status`` is set)."""
         try:
-            data = self.sock.recv(65536)
+            data = self._read()
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             return False
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):

@@ -559,6 +559,27 @@ def _no_password() -> str:
     return ""
 
 
+def _tls_hint(tls: TLSFiles, exc: OSError) -> str:
+    """What most likely went wrong, in words (OpenSSL's reason is often just "PEM lib")."""
+    if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+        return "the key does not belong to the certificate"
+    if not isinstance(exc, ssl.SSLError):
+        return "a file cannot be read"
+    try:
+        with open(tls.keyfile or tls.certfile, "rb") as f:
+            key_text = f.read(1 << 20)
+    except OSError:
+        key_text = b""
+    if b"ENCRYPTED" in key_text:
+        if tls.password is None:
+            return "the key is encrypted: pass its password as ssl_keyfile_password="
+        return "the key's password (ssl_keyfile_password) is wrong"
+    if b"PRIVATE KEY" not in key_text:
+        where = "ssl_keyfile" if tls.keyfile else "ssl_certfile (no ssl_keyfile= was given)"
+        return f"no PEM private key found in {where}"
+    return "the certificate or key is not valid PEM"
+
+
 def _check_tls(spec: LaunchSpec) -> ssl.SSLContext:
     """Load the certificate and key as the server will, before anything starts; the probe's
     (non-verifying) client context."""
@@ -569,15 +590,10 @@ def _check_tls(spec: LaunchSpec) -> ssl.SSLContext:
         # Never None: OpenSSL would then prompt on the terminal for an encrypted key's password.
         server_side.load_cert_chain(tls.certfile, tls.keyfile, tls.password or _no_password)
     except (ssl.SSLError, OSError) as exc:
-        detail = getattr(exc, "reason", None) or exc.strerror or str(exc)
-        hint = {
-            "KEY_VALUES_MISMATCH": "the key does not belong to the certificate",
-            "BAD_DECRYPT": "the key's password (ssl_keyfile_password) is wrong",
-            "PEM_LIB": "a file is not a PEM certificate or key, or the password is wrong",
-        }.get(str(detail), "")
+        detail = exc.strerror or str(exc)
         raise ServerStartError(
-            f"TLS: the server cannot serve TLS with {tls.describe()}: "
-            f"{hint + ' ' if hint else ''}({detail}); nothing was started",
+            f"TLS: the server cannot serve TLS with {tls.describe()}: {_tls_hint(tls, exc)} "
+            f"({detail}); nothing was started",
             command=spec.display_command(spec.port),
         ) from None
     return client_tls_context()
