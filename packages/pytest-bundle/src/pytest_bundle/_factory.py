@@ -98,6 +98,7 @@ class Holders:
         for name, value in baseline.items():
             if now.get(name) != value:
                 undo[_decoded(name)] = _decoded(value)
+        undo.pop("PYTEST_CURRENT_TEST", None)  # pytest's own, set anew for every phase
         return undo
 
     def asker(self) -> str | None:
