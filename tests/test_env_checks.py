@@ -210,3 +210,72 @@ def test_default(hosted_api_server):
     text = result.stdout.str()
     assert "in the section below" not in text
     assert text.count("RuntimeError: cannot start") == 3  # each server's own first report
+
+
+ENV_HELPER = """
+import httpx
+
+
+def server_env(url, name):
+    return httpx.get(f"{url}/env/{name}", timeout=10).json()["value"]
+"""
+
+
+def test_function_scoped_environment_changes_never_reach_a_server(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever test starts a server, it gets the session's environment: what a session
+    fixture set reaches it, what a test's monkeypatch (in a fixture or the body) did does not."""
+    monkeypatch.setenv("KEPT", "from-the-shell")
+    pytester.makepyfile(envhelper=ENV_HELPER)
+    pytester.makeconftest(
+        """
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database():
+    os.environ["DB_PATH"] = "session.db"  # session-scoped: the servers see it
+    yield
+    del os.environ["DB_PATH"]
+
+
+@pytest.fixture
+def leaky(monkeypatch):
+    monkeypatch.setenv("ORDER_LEAK", "from-a-fixture")
+    monkeypatch.setenv("KEPT", "changed-by-a-test")
+"""
+    )
+    pytester.makepyfile(
+        test_order="""
+import pytest
+
+from envhelper import server_env
+
+
+def test_1_default_started_after_a_function_fixture(leaky, use_hosted_api_server):
+    assert server_env(use_hosted_api_server, "ORDER_LEAK") is None
+    assert server_env(use_hosted_api_server, "KEPT") == "from-the-shell"
+    assert server_env(use_hosted_api_server, "DB_PATH") == "session.db"
+
+
+@pytest.mark.hosted_api_env(SIDE="a")
+def test_2_marker_server_started_after_a_function_fixture(leaky, use_hosted_api_server):
+    assert server_env(use_hosted_api_server, "ORDER_LEAK") is None
+    assert server_env(use_hosted_api_server, "SIDE") == "a"
+
+
+def test_3_factory_in_the_body_after_monkeypatch(monkeypatch, hosted_api_server_factory):
+    monkeypatch.setenv("ORDER_LEAK", "from-the-body")
+    monkeypatch.delenv("KEPT")
+    url = hosted_api_server_factory({"SIDE": "b"})
+    assert server_env(url, "ORDER_LEAK") is None
+    assert server_env(url, "KEPT") == "from-the-shell"
+    assert server_env(url, "SIDE") == "b"
+    assert server_env(url, "DB_PATH") == "session.db"
+"""
+    )
+    result = _run(pytester)
+    result.assert_outcomes(passed=3)

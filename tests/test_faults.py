@@ -163,3 +163,39 @@ def test_sigkill_of_pytest_leaves_no_server(
     process.kill()
     process.communicate(timeout=30)
     assert processes.wait_gone(server, 30.0), f"server {server} outlived the killed pytest"
+
+
+@pytest.mark.parametrize(
+    ("ini", "app_source", "expected"),
+    [
+        (
+            "hosted_api_prefix = /v2\n",
+            "from server_launcher.demo import create_app\n",  # serves /api, not /v2
+            "its health path /v2/health answered 404 after the app's start-up completed",
+        ),
+        (
+            "",
+            "def create_app():\n    return {'not': 'an ASGI app'}\n",
+            "every request failed with 'Exception in ASGI application' (TypeError: ",
+        ),
+    ],
+    ids=["wrong-prefix", "not-asgi"],
+)
+def test_a_start_the_output_already_settles_fails_fast_with_a_hint(
+    pytester: pytest.Pytester, processes: Processes, ini: str, app_source: str, expected: str
+) -> None:
+    name = f"wrongapp_{uuid.uuid4().hex[:8]}"
+    pytester.makepyfile(**{name: app_source})
+    # A long start-up deadline: failing well before it proves nobody waited for it.
+    pytester.makeini(
+        f"[pytest]\nhosted_api_app = {name}:create_app\nhosted_api_startup_timeout = 120\n{ini}"
+    )
+    pytester.makepyfile(test_wrong=TWO_SERVER_TESTS)
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=110)
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=2)
+    text = result.stdout.str()
+    assert f"hosted_api_server could not start: {expected}" in text, text
+    assert elapsed < 60, f"took {elapsed:.1f}s: the start-up timeout was waited out"
+    assert processes.mentioning(name) == []

@@ -8,11 +8,12 @@ its teardown), else the session.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._environment import environment_problems
 
@@ -36,16 +37,37 @@ class HostedApiServerFactory(Protocol):
     def __call__(self, env: Mapping[str, str | None] = NO_ENV) -> str: ...
 
 
+def _environ_snapshot() -> dict[Any, Any]:
+    """``os.environ`` as it is now, cheaply: its raw dict is copied (~0.2 us), decoded later."""
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environ)
+
+
+def _decoded(value: Any) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else str(value)
+
+
 class Holders:
-    """Who is asking for a server right now: the fixture being set up, else the running test."""
+    """Who is asking for a server right now: the fixture being set up, else the running test.
+
+    It also keeps the environment as it was before the running test's function-scoped fixtures
+    (and the test itself) changed it: a server outlives the test, so it must not start with
+    what ``monkeypatch.setenv`` did for one test.
+    """
 
     def __init__(self) -> None:
         self.item: pytest.Item | None = None  # from the test's setup to its teardown
         self._setting_up: list[pytest.FixtureRequest] = []
+        self._baseline: dict[Any, Any] | None = None
 
     @property
     def current_test(self) -> str:
         return self.item.nodeid if self.item is not None else ""
+
+    def start_test(self, item: pytest.Item | None) -> None:
+        """A test's setup begins (None: its teardown began): remember the environment."""
+        self.item = item
+        self._baseline = _environ_snapshot() if item is not None else None
 
     @contextmanager
     def setting_up(self, request: pytest.FixtureRequest) -> Iterator[None]:
@@ -54,6 +76,30 @@ class Holders:
             yield
         finally:
             self._setting_up.pop()
+            if request.scope != "function" and self._in_session_setup():
+                # a session (or module...) fixture's changes are meant for the session
+                self._baseline = _environ_snapshot() if self.item is not None else None
+
+    def _in_session_setup(self) -> bool:
+        return all(request.scope != "function" for request in self._setting_up)
+
+    def environ_undo(self) -> dict[str, str | None]:
+        """What undoes the running test's function-scoped environment changes, for a server's
+        environment (None removes a name); empty outside a test and in a session fixture."""
+        baseline = self._baseline
+        if baseline is None or (self._setting_up and self._in_session_setup()):
+            return {}
+        now = _environ_snapshot()
+        if now == baseline:
+            return {}
+        undo: dict[str, str | None] = {
+            _decoded(name): None for name in now.keys() - baseline.keys()
+        }
+        for name, value in baseline.items():
+            if now.get(name) != value:
+                undo[_decoded(name)] = _decoded(value)
+        undo.pop("PYTEST_CURRENT_TEST", None)  # pytest's own, set anew for every phase
+        return undo
 
     def asker(self) -> str | None:
         """The name of the fixture being set up, if any: whose users see the server's output."""

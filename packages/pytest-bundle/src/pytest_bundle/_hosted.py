@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 from ._checks import looks_secret, short_repr
 from ._config import BundleConfig
@@ -236,6 +236,9 @@ def run_server(
     """
     from server_launcher import ServerStartError, launch_server
 
+    from ._startwatch import StartWatch
+
+    watch = StartWatch(config)
     launcher = launch_server(
         config.app,
         factory=config.factory,
@@ -248,6 +251,7 @@ def run_server(
         ssl_certfile=config.ssl_certfile,
         ssl_keyfile=config.ssl_keyfile,
         port=port,  # a restart comes back on the address tests already hold
+        output=cast("IO[str]", watch),  # write() and flush() are all it uses
     )
     started = time.perf_counter()
     try:
@@ -263,7 +267,7 @@ def run_server(
         tail = "\n".join(failure.output_tail)
         state.output = lambda: tail
         state.fail(
-            f"{state.what} could not start: {failure.reason}",
+            f"{state.what} could not start: {watch.verdict or failure.reason}",
             command=failure.command,
             returncode=failure.returncode,
             output_tail=failure.output_tail,

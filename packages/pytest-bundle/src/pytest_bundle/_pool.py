@@ -151,6 +151,8 @@ class ServerPool:
     current_test: Callable[[], str]
     worker: str = ""
     sharing: Sharing | None = None
+    # What undoes the running test's function-scoped environment changes (a server outlives it).
+    environ_undo: Callable[[], dict[str, str | None]] = dict
     _entries: dict[Variant, _Entry] = field(init=False, default_factory=dict)
     _clock: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
     _base: dict[str, str | None] | None = field(init=False, default=None)
@@ -222,7 +224,9 @@ class ServerPool:
                     entry.last_used = next(self._clock)
                     return entry.url
                 env = child_env(
-                    self.config, {**self._base_env(), **dict(entry.variant)}, self.python_path
+                    self.config,
+                    {**self.environ_undo(), **self._base_env(), **dict(entry.variant)},
+                    self.python_path,
                 )
                 entry.state.current_test = self.current_test()
                 entry.starting = True

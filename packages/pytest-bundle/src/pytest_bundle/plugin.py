@@ -254,7 +254,7 @@ def pytest_runtest_makereport(
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Report a server start failure in full once; later tests point to that first report."""
     __tracebackhide__ = True
-    item.config.stash[_HOLDERS].item = item
+    item.config.stash[_HOLDERS].start_test(item)
     try:
         pool = item.config.stash.get(_POOL, None)
         if pool is not None and "hosted_api_server" in getattr(item, "fixturenames", ()):
@@ -282,7 +282,7 @@ def pytest_runtest_teardown(
         _USED in item.stash or "hosted_api_server" in getattr(item, "fixturenames", ())
     ):
         pool.note_deaths(item.nodeid)  # a server it used that is gone died during this test
-    item.config.stash[_HOLDERS].item = None
+    item.config.stash[_HOLDERS].start_test(None)
     if nextitem is None and pool is not None:
         pool.session_ending()
     return (yield)
@@ -389,6 +389,7 @@ def _hosted_api_pool(
         current_test=lambda: holders.current_test,
         worker=worker,
         sharing=sharing,
+        environ_undo=holders.environ_undo,
     )
     pool.state(DEFAULT).used_by.add("hosted_api_server")
     config.stash[_POOL] = pool
@@ -423,6 +424,7 @@ def hosted_api_server(
 def use_hosted_api_server(
     request: pytest.FixtureRequest,
     hosted_api_settings_override: SettingsOverride,
+    _hosted_api_pool: ServerPool,  # here, not looked up: set up before function fixtures
 ) -> Iterator[str]:
     """For one test, point the URL setting at the hosted server and apply the extra settings.
 
@@ -436,7 +438,7 @@ def use_hosted_api_server(
     bundle = _config(request.config)
     _check_late(request)
     overrides = marker_env(request.node)
-    pool: ServerPool = request.getfixturevalue("_hosted_api_pool")
+    pool = _hosted_api_pool
     with ExitStack() as stack:
         if overrides is None:
             _note_used(request.node, pool.state(()))
