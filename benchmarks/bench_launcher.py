@@ -33,7 +33,10 @@ Goals (issue 11): ready within 5 ms of the floor; the process tree within 2 MiB 
 floor's; keep-alive requests at most 1.02x the floor's latency; stop within 20 ms of uvicorn's
 own exit; a wrong import path reported in under 0.5 s.
 
-Usage: hatch run bench:launcher [--rounds N] [--quick] [--cache-bytecode]
+Goal under load (issue 19): with ``--burners 2`` (two busy-loop processes, one per core here,
+for the whole run) ready within 8 ms of the floor.
+
+Usage: hatch run bench:launcher [--rounds N] [--quick] [--cache-bytecode] [--burners N]
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ UVICORN = [sys.executable, "-m", "uvicorn", "--factory", DEMO_APP]
 HAS_SMAPS = os.path.exists("/proc/self/smaps_rollup")
 HAS_SCHEDSTAT = os.path.exists("/proc/self/schedstat")
 GOAL_READY = 0.005
+GOAL_READY_LOADED = 0.008  # with --burners
 GOAL_MEMORY = 2 * 1024 * 1024
 GOAL_KEEPALIVE = 1.02
 GOAL_STOP = 0.020
@@ -402,6 +406,9 @@ def bootstrap_pair(folder: str) -> tuple[float, float]:
         if argv is None:
             argv = _platform.child_argv("module", ["bench_startup_module"])
         proc = subprocess.Popen(argv, cwd=folder, stdin=subprocess.PIPE, start_new_session=True)
+        assert proc.stdin is not None
+        if "-c" in argv:
+            _platform.send_bootstrap(proc.stdin)  # what launch_server does after spawning
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         assert proc.returncode == 0, proc.returncode
@@ -449,7 +456,32 @@ def main() -> None:
         help="let every child cache bytecode in a private folder (PYTHONPYCACHEPREFIX), as on "
         "an install with compiled bytecode, even where PYTHONDONTWRITEBYTECODE is set",
     )
+    parser.add_argument(
+        "--burners",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N busy-loop processes for the whole run: a loaded machine (the ready goal "
+        f"is then floor + {GOAL_READY_LOADED * 1000:g} ms)",
+    )
     args = parser.parse_args()
+    if args.burners < 0:
+        parser.error("--burners must be 0 or more")
+    burners = [
+        subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", "while True: pass"], stdin=subprocess.DEVNULL
+        )
+        for _ in range(args.burners)
+    ]
+    try:
+        _run(args, parser)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     cache_folder = None
     if args.cache_bytecode:
         cache_folder = tempfile.mkdtemp(prefix="bench-launcher-pycache-")
@@ -484,7 +516,7 @@ def main() -> None:
     print(
         f"\nserver-launcher benchmark: {args.rounds} interleaved rounds (order rotated each "
         f"round); {os.cpu_count()} CPUs, load average {load:.1f} at the end; "
-        f"Python {sys.version.split()[0]}"
+        f"{args.burners} CPU burners; Python {sys.version.split()[0]}"
     )
     print(
         "floor, ours, baseline: medians; ours-floor, ours/floor: medians of the per-round "
@@ -602,10 +634,12 @@ def main() -> None:
         f"{ms(base_bad)}, without uvicorn's message{note}"
     )
 
+    goal_ready = GOAL_READY_LOADED if args.burners else GOAL_READY
     print("\ngoals:")
     print(
-        f"  start to ready <= floor + {GOAL_READY * 1000:g} ms: "
-        f"{ready_over * 1000:+.1f} ms, {verdict(ready_over <= GOAL_READY)} (per-round "
+        f"  start to ready <= floor + {goal_ready * 1000:g} ms"
+        f"{f' under {args.burners} burners' if args.burners else ''}: "
+        f"{ready_over * 1000:+.1f} ms, {verdict(ready_over <= goal_ready)} (per-round "
         f"quartiles {quartiles[0] * 1000:+.0f} / {quartiles[2] * 1000:+.0f} ms; the bootstrap "
         f"alone {boot_over * 1000:+.2f} ms of CPU)"
     )

@@ -5,8 +5,9 @@ site. mkdocstrings' own options do the rest (`merge_init_into_class: false` wher
 constructor takes a private type, `overloads_only`, `show_bases: false`). This extension does
 what no option can:
 
-- A pytest fixture shows its decorator as a label (`pytest.fixture(scope="session")`), and
-  the private fixtures it requests (`_hosted_api_pool`) are left out of its signature.
+- A pytest fixture shows its decorator as a label (`pytest.fixture(scope="session")`), the
+  private fixtures it requests (`_hosted_api_pool`) and pytest's `request` are left out of its
+  signature, and its return type is what a test gets (`str`, not `Iterator[str]`).
 - A type alias that no public module exports (`SettingsOverride`, `SettingValues`) is replaced
   by its definition in annotations.
 - A parameter whose default is a private constant shows the constant's value when it is a
@@ -63,6 +64,29 @@ def _rewrite(expr: Any, name_fn: Callable[[griffe.ExprName], Any]) -> Any:
     return expr
 
 
+# Private aliases typed loosely for the type checker (Mapping keys are invariant, so a
+# `dict[str, str]` is no `Mapping[Setting | str, Any]`), shown as what the guide says they take.
+_SHOWN_AS = {
+    "settings_override._override.SettingValues": "Mapping[Setting | str, Any]",
+    "settings_override._override.SettingKey": "Setting | str",
+}
+
+_GENERATORS = frozenset({"Iterator", "Generator", "AsyncIterator", "AsyncGenerator"})
+
+
+def _yielded(returns: Any) -> Any:
+    """What a test gets from a yield fixture: `Iterator[str]` (or `Generator[str, ...]`): `str`."""
+    generator = isinstance(returns, griffe.ExprSubscript) and (
+        str(returns.left).split(".")[-1] in _GENERATORS
+    )
+    if generator:
+        value = returns.slice
+        if isinstance(value, griffe.ExprTuple):
+            return value.elements[0]
+        return value
+    return returns
+
+
 class PublicAPI(griffe.Extension):
     """See the module docstring."""
 
@@ -111,7 +135,7 @@ class PublicAPI(griffe.Extension):
             # An alias is a name, a subscript or a union; a call (`TypeVar("T")`) is a new type.
             if alias is None or depth > 5 or not isinstance(alias.value, _ALIAS_FORMS):
                 return name
-            node = ast.parse(str(alias.value), mode="eval").body
+            node = ast.parse(_SHOWN_AS.get(alias.path, str(alias.value)), mode="eval").body
             scope = alias.parent
             assert isinstance(scope, griffe.Module)
             definition = griffe.get_expression(node, scope, parse_strings=True)
@@ -138,8 +162,9 @@ class PublicAPI(griffe.Extension):
         if fixture is not None:
             func.labels.add(str(fixture.value))
             for parameter in list(func.parameters):
-                if parameter.name.startswith("_"):
+                if parameter.name.startswith("_") or parameter.name == "request":
                     del func.parameters[parameter.name]
+            func.returns = _yielded(func.returns)
         for parameter in func.parameters:
             if isinstance(parameter.annotation, griffe.Expr):
                 parameter.annotation = self._expand(parameter.annotation, public)

@@ -192,8 +192,12 @@ async def test_a_subprocess_pipe_is_outside_io(anyio_backend_name: str) -> None:
             assert clock.time() == 0
 
 
-def test_socket_pairs_and_listeners_are_inner() -> None:
-    """The classification itself, on real sockets of this process."""
+def test_listeners_and_in_process_connections_are_inner_socket_pairs_outside() -> None:
+    """The classification itself, on real sockets of this process.
+
+    A socket pair's other end may have gone to a child (multiprocessing.Pipe()), so it is
+    outside: uncertain waits hold the clock up to the grace, never jump at once.
+    """
     from fake_sleep._virtual._io import OutsideIO
 
     io = OutsideIO(grace=10)
@@ -205,10 +209,11 @@ def test_socket_pairs_and_listeners_are_inner() -> None:
     elsewhere = socket.create_server(("127.0.0.1", 0))
     outside = socket.create_connection(elsewhere.getsockname())
     with left, right, listener, client, accepted, elsewhere, outside:
-        watched = [(s.fileno(), object(), False) for s in (left, listener, client, accepted)]
+        watched = [(s.fileno(), object(), False) for s in (listener, client, accepted)]
         assert io.hold(watched, now=0.0) == 0  # all inner: nothing holds the clock
         held = io.hold([*watched, (outside.fileno(), object(), False)], now=1.0)
         assert held == pytest.approx(10)
+        assert io.hold([(left.fileno(), object(), False)], now=2.0) == pytest.approx(10)
         read, write = os.pipe()
         try:
             assert io.hold([(read, object(), True)], now=2.0) == pytest.approx(10)

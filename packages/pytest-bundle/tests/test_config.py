@@ -157,10 +157,21 @@ def test_boolean_flag_never_swallows_a_test_path(pytester: pytest.Pytester) -> N
         ("hosted_api_extra_settings =\n    NOT A SETTING", "expected NAME=value"),
         (
             "hosted_api_server_env =\n    A=1, B=2",
-            "looks like several NAME=value pairs on one line. Values may contain commas, so "
-            "write one NAME=value per line",
+            "looks like several NAME=value pairs on one line. Write one NAME=value per line in "
+            'the ini file; if the value really holds ",NAME=", put it in double quotes: '
+            'LABELS="tier=web,REGION=eu" (taken literally).',
         ),
         ("hosted_api_server_env = =1", "hosted_api_server_env (ini)"),
+        (
+            "hosted_api_server_env =\n    MODE=a\n    MODE=b",
+            "hosted_api_server_env (ini) / --hosted-api-server-env (command line): MODE is given "
+            "twice; give each name once",
+        ),
+        (
+            "hosted_api_extra_settings =\n    FLAG=1\n    FLAG=1",
+            "hosted_api_extra_settings (ini) / --hosted-api-extra-settings (command line): FLAG "
+            "is given twice",
+        ),
         ("hosted_api_app = just_a_module", "expected 'package.module:attribute'"),
         ("hosted_api_prefix = api", "expected a URL path starting with '/'"),
         ("mock_anyio_sleep_targets = not a path", "expected dotted paths"),
@@ -268,3 +279,52 @@ def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
         "hosted_api_pool_size",
     ):
         assert name in text
+
+
+def test_a_double_quoted_pair_value_is_taken_literally(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nhosted_api_server_env =\n"
+        '    LABELS="tier=web,REGION=eu"\n    PLAIN=a, b\n    EMPTY=""\n'
+    )
+    pytester.makepyfile(SHOW_CONFIG)
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    assert _shown(result)["server_env"] == {
+        "LABELS": "tier=web,REGION=eu",
+        "PLAIN": "a, b",
+        "EMPTY": "",
+    }
+    # the same on the command line: a comma inside the quotes does not start a new pair
+    result = pytester.runpytest("-s", '--hosted-api-server-env=A="x,B=y",C=z')
+    result.assert_outcomes(passed=1)
+    assert _shown(result)["server_env"] == {"A": "x,B=y", "C": "z"}
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (
+            "hosted_api_ap = myapp:create_app",
+            "hosted_api_ap (ini): not an option of pytest-bundle; did you mean 'hosted_api_app'?",
+        ),
+        ("mock_anyio_sleep_target = anyio.sleep", "did you mean 'mock_anyio_sleep_targets'?"),
+        ("virtual_clock_ends = 10", "did you mean 'virtual_clock_end'?"),
+    ],
+    ids=["hosted_api_ap", "mock_anyio_sleep_target", "virtual_clock_ends"],
+)
+def test_a_misspelt_plugin_option_stops_the_session_naming_the_closest(
+    pytester: pytest.Pytester, key: str, expected: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{key}\n")
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.errlines if expected in line], result.errlines
+    assert "passed" not in result.stdout.str()  # nothing ran
+
+
+def test_other_prefixes_and_known_options_are_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nhosted_api_app = server_launcher.demo:create_app\n")
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)

@@ -104,7 +104,7 @@ def test_server_and_its_children_die_with_a_killed_parent(
 def test_server_outlives_the_short_lived_thread_that_started_it(
     testapp: Callable[..., Any], get: Callable[..., tuple[int, bytes]]
 ) -> None:
-    """PR_SET_PDEATHSIG follows the spawning thread: ours is the supervisor, not the caller."""
+    """Nothing ties the server to the caller's thread (a PR_SET_PDEATHSIG would follow it)."""
     launcher = testapp()
     started: list[RunningServer] = []
     thread = threading.Thread(target=lambda: started.append(launcher.__enter__()))

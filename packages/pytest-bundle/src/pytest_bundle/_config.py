@@ -32,8 +32,8 @@ class _Option:
     help: str
     default: str
     # "string", "bool", "float", "optional-float", "grace" (empty, or seconds >= 0 or inf),
-    # "positive-int", "paths" (dotted paths, one
-    # per line or comma-separated) or "pairs" (NAME=value, one per line: values may contain commas)
+    # "positive-int", "optional-file", "paths" (dotted paths, one per line or comma-separated)
+    # or "pairs" (NAME=value, one per line: values may contain commas)
     kind: str = "string"
 
     @property
@@ -81,6 +81,19 @@ OPTIONS: tuple[_Option, ...] = (
         "Seconds to wait after SIGTERM before SIGKILL (10).",
         "10",
         "float",
+    ),
+    _Option(
+        "hosted_api_ssl_certfile",
+        "PEM certificate the hosted server serves HTTPS with (relative to the rootdir); the "
+        "URL setting then gets the https URL. Default: plain HTTP.",
+        "",
+        "optional-file",
+    ),
+    _Option(
+        "hosted_api_ssl_keyfile",
+        "Private key of hosted_api_ssl_certfile, when the certificate file does not hold it.",
+        "",
+        "optional-file",
     ),
     _Option(
         "hosted_api_url_setting",
@@ -175,6 +188,10 @@ class BundleConfig:
     sleep_clocks: tuple[str, ...]
     virtual_clock_end: float | None
     virtual_clock_io_grace: float | None
+    # The server's working directory (pytest's rootdir) and its TLS files (absolute, or None).
+    rootdir: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     # The options the user set (ini or command line): only those are resolved at start-up, so
     # that the defaults (anyio.sleep, pendulum.now) never force an import.
     given: frozenset[str] = frozenset()
@@ -226,9 +243,19 @@ def add_options(parser: pytest.Parser) -> None:
 _NEXT_PAIR = re.compile(r",\s*(?=[A-Z_][A-Z0-9_]*\s*=)")
 
 
+def _split_pairs(value: str) -> list[str]:
+    """Split at each ``,NAME=`` that is not inside a double-quoted value."""
+    parts, start = [], 0
+    for found in _NEXT_PAIR.finditer(value):
+        if value.count('"', start, found.start()) % 2 == 0:
+            parts.append(value[start : found.start()])
+            start = found.end()
+    return [*parts, value[start:]]
+
+
 def _split_cli(option: _Option, value: str) -> list[str]:
     if option.kind == "pairs":
-        return _NEXT_PAIR.split(value)
+        return _split_pairs(value)
     return value.split(",")
 
 
@@ -330,23 +357,41 @@ def _as_lines(value: str | bool | list[str]) -> list[str]:
 
 
 def _parse_pairs(option: _Option, lines: Sequence[str]) -> dict[str, str]:
-    """NAME=value lines into a dict; several pairs on one line are refused (values may hold
-    commas, so the line cannot be split safely)."""
+    """NAME=value lines into a dict. A value in double quotes is taken literally (it may hold
+    ``,NAME=``); otherwise several pairs on one line are refused, as is a name given twice.
+    No error shows a value (it may be a secret)."""
+    from ._environment import environment_problems
+
     pairs: dict[str, str] = {}
     for line in lines:
         name, sep, value = line.partition("=")
-        name = name.strip()
+        name, value = name.strip(), value.strip()
         if not sep or not name or any(ch.isspace() for ch in name):
+            shown = repr(name + "=...") if sep else "a line without '='"
             raise pytest.UsageError(
-                f"{_where(option)}: expected NAME=value, got {line!r}. "
+                f"{_where(option)}: expected NAME=value, got {shown}. "
                 "Write one NAME=value per line in the ini file."
             )
-        if _NEXT_PAIR.search(value):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]  # quoted: literally what is between the quotes
+        elif _NEXT_PAIR.search(value):
             raise pytest.UsageError(
-                f"{_where(option)}: {line!r} looks like several NAME=value pairs on one line. "
-                "Values may contain commas, so write one NAME=value per line in the ini file."
+                f"{_where(option)}: the value of {name} looks like several NAME=value pairs on "
+                "one line. Write one NAME=value per line in the ini file; if the value really "
+                'holds ",NAME=", put it in double quotes: LABELS="tier=web,REGION=eu" (taken '
+                "literally)."
             )
-        pairs[name] = value.strip()
+        if name in pairs:
+            raise pytest.UsageError(
+                f"{_where(option)}: {name} is given twice; give each name once (which value "
+                "did you mean?)."
+            )
+        pairs[name] = value
+    problems = environment_problems(pairs, settings=False)
+    if problems:
+        raise pytest.UsageError(
+            f"{_where(option)}: " + " ".join(problem.message for problem in problems)
+        )
     return pairs
 
 
@@ -388,12 +433,56 @@ def _check_app_string(option: _Option, app: str) -> str:
     return app
 
 
+def _as_file(option: _Option, value: str | bool | list[str], root: Path) -> str | None:
+    """An existing file, relative to the rootdir; None when not set."""
+    text = str(value).strip()
+    if not text:
+        return None
+    path = (root / os.path.expanduser(text)).resolve()
+    if not path.is_file():
+        raise pytest.UsageError(f"{_where(option)}: no such file: {text!r} (looked at {path}).")
+    return str(path)
+
+
+# Every ini key the plugin owns starts with one of these: another key with the prefix is a typo.
+_PREFIXES = ("hosted_api_", "mock_anyio_sleep_", "virtual_clock_")
+
+
+def _misspelt_options(config: pytest.Config) -> list[str]:
+    """Ini keys with one of the plugin's prefixes that no plugin registered, closest named.
+
+    pytest only warns about an unknown key (unless ``--strict-config``), and the session would
+    run on the defaults: the embedded demo app instead of the user's, say.
+    """
+    raw = getattr(config, "_inicfg", None)  # pytest 9, which deprecates ``inicfg``
+    if raw is None:
+        raw = getattr(config, "inicfg", {})  # pytest 8
+    problems = []
+    for key in sorted(str(key) for key in raw):
+        if not key.startswith(_PREFIXES):
+            continue
+        try:
+            config.getini(key)
+        except ValueError:  # not registered by any plugin
+            import difflib  # only on the error path
+
+            names = [option.name for option in OPTIONS]
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            listed = ", ".join(names)
+            hint = f"did you mean {close[0]!r}?" if close else f"the options are: {listed}."
+            problems.append(f"{key} (ini): not an option of pytest-bundle; {hint}")
+    return problems
+
+
 def read_config(config: pytest.Config) -> BundleConfig:
     """Read and validate every option; raise ``pytest.UsageError`` naming a bad one.
 
     What needs the user's own modules (registered settings, sleep targets) is checked later,
     by ``_checks``, once they are imported.
     """
+    misspelt = _misspelt_options(config)
+    if misspelt:
+        raise pytest.UsageError("\n".join(misspelt))
     by_name = {option.name: option for option in OPTIONS}
 
     def text(name: str) -> str:
@@ -413,6 +502,14 @@ def read_config(config: pytest.Config) -> BundleConfig:
     def dotted(name: str) -> tuple[str, ...]:
         return _parse_paths(by_name[name], _as_lines(_raw(config, by_name[name])))
 
+    def file(name: str) -> str | None:
+        return _as_file(by_name[name], _raw(config, by_name[name]), Path(config.rootpath))
+
+    if file("hosted_api_ssl_keyfile") and not file("hosted_api_ssl_certfile"):
+        raise pytest.UsageError(
+            f"{_where(by_name['hosted_api_ssl_keyfile'])}: needs hosted_api_ssl_certfile too "
+            "(the certificate the key belongs to)."
+        )
     url_setting = text("hosted_api_url_setting").strip()
     if not url_setting or any(ch.isspace() or ch == "=" for ch in url_setting):
         raise pytest.UsageError(
@@ -443,6 +540,9 @@ def read_config(config: pytest.Config) -> BundleConfig:
         virtual_clock_end=_as_float(
             by_name["virtual_clock_end"], _raw(config, by_name["virtual_clock_end"]), optional=True
         ),
+        rootdir=str(config.rootpath),
+        ssl_certfile=file("hosted_api_ssl_certfile"),
+        ssl_keyfile=file("hosted_api_ssl_keyfile"),
         virtual_clock_io_grace=_as_grace(
             by_name["virtual_clock_io_grace"], _raw(config, by_name["virtual_clock_io_grace"])
         ),

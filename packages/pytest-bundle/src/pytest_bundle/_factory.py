@@ -8,12 +8,13 @@ its teardown), else the session.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
-from ._checks import env_problems, looks_secret, short_repr
+from ._environment import environment_problems
 
 if TYPE_CHECKING:
     import pytest
@@ -68,44 +69,41 @@ class Holders:
 
 
 def checked_env(env: object) -> dict[str, str | None]:
-    """The factory's argument as a dict, or a TypeError/ValueError saying what to pass."""
+    """The factory's argument as a dict, or a TypeError/ValueError naming the bad key."""
     if not isinstance(env, Mapping):
         raise TypeError(
             "hosted_api_server_factory takes a mapping of environment names to strings (None "
-            f"removes a name), such as {{'FEATURE_X': 'on'}}; got {type(env).__name__}: "
-            f"{short_repr(env)}"
+            f"removes a name), such as {{'FEATURE_X': 'on'}}; got a {type(env).__name__}."
         )
-    checked: dict[str, str | None] = {}
-    for name, value in env.items():
-        if not isinstance(name, str) or not (value is None or isinstance(value, str)):
-            shown = "***" if isinstance(name, str) and looks_secret(name) else short_repr(value)
-            raise TypeError(
-                "hosted_api_server_factory takes a mapping of environment names to strings "
-                f"(None removes a name); it got {short_repr(name)} mapped to "
-                f"{type(value).__name__} {shown}. Convert values with str()."
-            )
-        checked[name] = value
-    problems = env_problems(checked)
+    problems = environment_problems(env)
     if problems:
-        raise ValueError("hosted_api_server_factory: " + " ".join(problems))
-    return checked
+        error = TypeError if any(problem.of_type for problem in problems) else ValueError
+        raise error(
+            "hosted_api_server_factory: " + " ".join(problem.message for problem in problems)
+        )
+    return dict(env)
 
 
 def make_factory(
     pool: ServerPool, holders: Holders, note_used: Callable[[pytest.Item, ServerState], None]
 ) -> HostedApiServerFactory:
-    """The fixture's callable: check, hold for the asker, return the URL."""
+    """The fixture's callable: check, hold for the asker, return the URL. Thread-safe."""
+    lock = threading.Lock()  # for the notes on who uses which server; the pool has its own
 
     def hosted_api_server_factory(env: Mapping[str, str | None] = NO_ENV) -> str:
+        __tracebackhide__ = True
         variant = pool.variant(checked_env(env))
         state = pool.state(variant)
-        asker = holders.asker()
-        if asker is not None:
-            state.used_by.add(asker)  # tests using that fixture get the server's output
-        if holders.item is not None:
-            note_used(holders.item, state)
+        with lock:
+            asker = holders.asker()
+            if asker is not None:
+                state.used_by.add(asker)  # tests using that fixture get the server's output
+            item = holders.item
+            if item is not None:
+                note_used(item, state)
         url = pool.acquire(variant)
-        holders.hold_until_done(lambda: pool.release(variant))
+        with lock:
+            holders.hold_until_done(lambda: pool.release(variant))
         return url
 
     return hosted_api_server_factory

@@ -7,32 +7,25 @@ functions here, which run only when a test asks for a server.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import pytest
-
-from ._checks import short_repr
+from ._checks import looks_secret, short_repr
 from ._config import BundleConfig
+from ._environment import environment_problems, shown_name
 
 if TYPE_CHECKING:
-    from server_launcher import ServerStartError
+    from server_launcher import RunningServer
+
+    from ._errors import HostedApiServerError
 
 ChildEnv = Mapping[str, "str | None"]
 SettingsOverride = Callable[[Mapping[str, str]], AbstractContextManager[object]]
-
-
-class ServerStartFailed(pytest.fail.Exception):  # type: ignore[misc,name-defined]
-    """A server could not start: reported in full once, then in one short line.
-
-    ``state`` is the server's (one per environment), which remembers the test that reported it.
-    """
-
-    state: ServerState | None = None
 
 
 @dataclass
@@ -43,7 +36,9 @@ class ServerState:
     # default server): how reports and errors name this server.
     label: str = ""
     output: Callable[[], str] | None = None
-    start_error: ServerStartFailed | None = None
+    # Why the server could not start (HostedApiServerError's fields): every later ask gets a
+    # fresh, short error built from them, never the same exception object again.
+    failure: dict[str, Any] | None = None
     # The test whose set-up first reported the start failure; later tests point to it.
     failed_test: str | None = None
     # The test being set up now (a start failure is reported in its name).
@@ -60,12 +55,33 @@ class ServerState:
         """How messages name this server."""
         return f"the hosted API server with {self.label}" if self.label else "hosted_api_server"
 
-    def fail(self, message: str) -> NoReturn:
-        """Fail this test with a start failure that later tests only point to."""
-        error = ServerStartFailed(message, pytrace=False)
-        error.state = self
-        self.start_error = error
-        raise error
+    def fail(
+        self,
+        reason: str,
+        *,
+        command: Sequence[str] = (),
+        returncode: int | None = None,
+        output_tail: Sequence[str] = (),
+        log_path: str | None = None,
+    ) -> NoReturn:
+        """Remember that this server cannot start, and raise its error."""
+        self.failure = {
+            "reason": reason,
+            "command": list(command),
+            "returncode": returncode,
+            "output_tail": list(output_tail),
+            "log_path": log_path,
+        }
+        raise self.start_error()
+
+    def start_error(self) -> HostedApiServerError:
+        """A new error for the remembered start failure (one short traceback per raise)."""
+        from ._errors import HostedApiServerError
+
+        assert self.failure is not None
+        error = HostedApiServerError(**self.failure, server=self.what)
+        error._pytest_bundle_state = self  # the plugin reports it in full once, then points
+        return error
 
     def short_failure(self) -> str:
         """The one line every test after the first reports."""
@@ -77,13 +93,30 @@ class ServerState:
 
 @dataclass
 class StartStats:
-    """How many servers this session started, and what that cost (the terminal summary)."""
+    """How many servers this session started, and what that cost (the terminal summary).
+
+    Counted from any thread (the factory is thread-safe): use the ``count_*`` methods.
+    """
 
     started: int = 0
     seconds: float = 0.0
     failed: int = 0
     stopped_early: int = 0
     workers: int = 0  # xdist workers whose figures were added on the controller
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_start(self, seconds: float) -> None:
+        with self._lock:
+            self.started += 1
+            self.seconds += seconds
+
+    def count_failure(self) -> None:
+        with self._lock:
+            self.failed += 1
+
+    def count_stopped_early(self) -> None:
+        with self._lock:
+            self.stopped_early += 1
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -136,19 +169,27 @@ def _checked_user_env(user_env: object, state: ServerState) -> dict[str, str | N
         "removes the name from the server's environment)"
     )
     if not isinstance(user_env, Mapping):
+        shown = short_repr(user_env)
         state.fail(
             f"hosted_api_server could not start: {expected}; your hosted_api_env returned "
-            f"{type(user_env).__name__}: {short_repr(user_env)}."
+            f"{type(user_env).__name__}" + ("." if looks_secret(shown) else f": {shown}.")
         )
     env: dict[str, str | None] = {}
     for name, value in user_env.items():
         if not isinstance(name, str) or not (value is None or isinstance(value, str)):
+            secret = isinstance(name, str) and looks_secret(name)
             state.fail(
                 f"hosted_api_server could not start: {expected}; your hosted_api_env maps "
-                f"{short_repr(name)} to {type(value).__name__} {short_repr(value)}. Convert "
-                "values with str()."
+                f"{shown_name(name)} to {type(value).__name__} "
+                f"{'***' if secret else short_repr(value)}. Convert values with str()."
             )
         env[name] = value
+    problems = environment_problems(env)
+    if problems:
+        state.fail(
+            "hosted_api_server could not start: the mapping your hosted_api_env fixture "
+            "returned has a problem: " + " ".join(problem.message for problem in problems)
+        )
     return env
 
 
@@ -175,27 +216,23 @@ def child_env(
     return merged
 
 
-def _start_failure(error: ServerStartError, what: str) -> str:
-    """The launcher's error without its output tail, which the report shows in its own section."""
-    lines = [f"{what} could not start: {error.reason}"]
-    lines.append(f"command: {' '.join(error.command)}")
-    if error.log_path:
-        lines.append(f"full output kept in: {error.log_path}")
-    if error.output_tail:
-        lines.append(f"its last {len(error.output_tail)} lines of output are in the section below")
-    else:
-        lines.append("the server printed nothing")
-    return "\n".join(lines)
-
-
 @contextmanager
 def run_server(
-    config: BundleConfig, env: ChildEnv, state: ServerState, log_dir: Path, stats: StartStats
-) -> Iterator[str]:
-    """Start the configured app, yield the API URL, stop it; a start failure fails the test.
+    config: BundleConfig,
+    env: ChildEnv,
+    state: ServerState,
+    log_dir: Path,
+    stats: StartStats,
+    *,
+    port: int | None = None,
+) -> Iterator[RunningServer]:
+    """Start the configured app, yield the running server, stop it.
 
-    The server's log goes under ``log_dir`` (pytest's temp folder, which pytest's retention
+    A start failure raises ``HostedApiServerError`` (and is remembered in ``state``). The
+    server's log goes under ``log_dir`` (pytest's temp folder, which pytest's retention
     cleans), never into the system temp folder. ``stats`` counts the start and its time.
+    ``port``: listen on this port (a restart on the address tests already hold); a failure
+    to start there raises the launcher's ``ServerStartError`` and is not remembered.
     """
     from server_launcher import ServerStartError, launch_server
 
@@ -207,24 +244,35 @@ def run_server(
         startup_timeout=config.startup_timeout,
         shutdown_timeout=config.shutdown_timeout,
         log_dir=log_dir,
+        cwd=config.rootdir,  # the server imports the app from the rootdir first, as pytest does
+        ssl_certfile=config.ssl_certfile,
+        ssl_keyfile=config.ssl_keyfile,
+        port=port,  # a restart comes back on the address tests already hold
     )
     started = time.perf_counter()
     try:
         server = launcher.__enter__()
     except ServerStartError as error:
+        if port is not None:
+            raise  # the caller tries a new port: not this server's start failure yet
         failure: ServerStartError | None = error
     else:
         failure = None
     if failure is not None:  # fail outside the except block: one clean message, no chain
-        stats.failed += 1
+        stats.count_failure()
         tail = "\n".join(failure.output_tail)
         state.output = lambda: tail
-        state.fail(_start_failure(failure, state.what))
-    stats.started += 1
-    stats.seconds += time.perf_counter() - started
+        state.fail(
+            f"{state.what} could not start: {failure.reason}",
+            command=failure.command,
+            returncode=failure.returncode,
+            output_tail=failure.output_tail,
+            log_path=failure.log_path,
+        )
+    stats.count_start(time.perf_counter() - started)
     state.output = server.output
     try:
-        yield server.url + config.prefix
+        yield server
     finally:
         launcher.__exit__(None, None, None)
 

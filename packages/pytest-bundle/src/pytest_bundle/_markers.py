@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from ._checks import env_problems, looks_secret, short_repr
+from ._checks import looks_secret, short_repr
+from ._environment import environment_problems
 
 MARKER = "hosted_api_env"
 MARKER_HELP = (
@@ -61,7 +62,7 @@ def _mark_problems(mark: pytest.Mark) -> list[str]:
             f"{short_repr(mark.args)}; write @pytest.mark.{MARKER}(FEATURE_X='on') (None "
             "removes a name)."
         )
-    strings: dict[str, object] = {}
+    strings: dict[object, object] = {}
     for name, value in mark.kwargs.items():
         if value is None or isinstance(value, str):
             strings[name] = value
@@ -72,5 +73,5 @@ def _mark_problems(mark: pytest.Mark) -> list[str]:
             f"{name}={shown} is {type(value).__name__}, but environment values are strings "
             f"(None removes the name): write {name}={suggestion}."
         )
-    found.extend(env_problems(strings))
+    found.extend(problem.message for problem in environment_problems(strings))
     return found

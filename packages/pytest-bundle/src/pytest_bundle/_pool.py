@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,6 +24,9 @@ from ._config import BundleConfig
 from ._hosted import ServerState, StartStats, base_env, child_env, run_server
 
 if TYPE_CHECKING:
+    from server_launcher import RunningServer
+
+    from ._errors import HostedApiServerError
     from ._sharing import SharedSlot
 
 # How an environment differs from the default server's: sorted (name, value) pairs, a value of
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 Variant = tuple[tuple[str, "str | None"], ...]
 DEFAULT: Variant = ()
 _ABSENT = object()
+_TAIL_LINES = 50
 
 
 def _all_at_once(calls: list[Callable[[], None]]) -> None:
@@ -60,6 +64,19 @@ def _all_at_once(calls: list[Callable[[], None]]) -> None:
         thread.join()
     if errors:
         raise errors[0]
+
+
+def _describe_exit(status: int | None) -> str:
+    if status is None:
+        return "an unknown status"
+    if status < 0:
+        import signal
+
+        try:
+            return f"signal {signal.Signals(-status).name} (returncode {status})"
+        except ValueError:
+            return f"signal {-status} (returncode {status})"
+    return f"exit code {status}"
 
 
 def variant_label(variant: Variant) -> str:
@@ -94,11 +111,37 @@ class _Entry:
     owned: bool = False  # this process runs the server: it counts toward the bound
     stop: Callable[[], None] | None = None  # per-worker mode: leave the run_server context
     slot: SharedSlot | None = None  # shared mode
+    starting: bool = False  # a thread is starting it now; others wait for that start
+    server: RunningServer | None = None  # per-worker mode: shows when it exits on its own
+    watcher: threading.Thread | None = None  # notes the test during which the server died
+    died_during: str | None = None
+    restart_port: int | None = None  # the default server comes back on the address it had
+    exit_status: int | None = None  # how the server that died exited
+    moved_because: str | None = None  # why it could not come back on its old port
+
+    def dead(self) -> bool:
+        """Whether the server exited on its own; an exit the launcher has not reaped yet counts
+        (the kernel knows first), so a test that waited for the process sees it as dead."""
+        server = self.server
+        if server is None:
+            return False
+        if server.returncode is not None:
+            return True
+        from server_launcher import pid_alive
+
+        if pid_alive(server.pid):
+            return False
+        server.wait(timeout=10)  # the launcher's thread reaps it any moment now
+        return True
 
 
 @dataclass(eq=False)
 class ServerPool:
-    """Servers keyed by their environment; ``hold(variant)`` gives one's URL for a while."""
+    """Servers keyed by their environment; ``hold(variant)`` gives one's URL for a while.
+
+    Thread-safe: its state changes under one lock; a server starts outside it, and a second
+    caller asking for a server being started waits for that start instead of starting another.
+    """
 
     config: BundleConfig
     user_env: object  # the hosted_api_env fixture's value, checked on first use
@@ -113,6 +156,10 @@ class ServerPool:
     _base: dict[str, str | None] | None = field(init=False, default=None)
     _closed: bool = field(init=False, default=False)
     _ending: bool = field(init=False, default=False)
+    _changed: threading.Condition = field(init=False, default_factory=threading.Condition)
+    _stopping: int = field(init=False, default=0)  # evicted servers still being stopped
+    # The URL the session-scoped hosted_api_server fixture gave (pytest caches it).
+    default_url: str | None = field(init=False, default=None)
 
     @property
     def size(self) -> int:
@@ -120,15 +167,18 @@ class ServerPool:
 
     def states(self) -> list[ServerState]:
         """Every server's state (running or not), for reports."""
-        return [entry.state for entry in self._entries.values()]
+        with self._changed:
+            return [entry.state for entry in self._entries.values()]
 
     def state(self, variant: Variant) -> ServerState:
         """The state of the server for ``variant`` (known before it starts, for its reports)."""
-        return self._entry(variant).state
+        with self._changed:
+            return self._entry(variant).state
 
     def variant(self, overrides: Mapping[str, str | None]) -> Variant:
         """How the default environment with ``overrides`` over it differs from the default."""
-        base = self._base_env()
+        with self._changed:
+            base = self._base_env()
         changed = {
             name: value for name, value in overrides.items() if base.get(name, _ABSENT) != value
         }
@@ -144,40 +194,134 @@ class ServerPool:
             self.release(variant)
 
     def acquire(self, variant: Variant) -> str:
-        """Hold the server for ``variant`` (started if need be) and return its API URL."""
-        if self._closed:
-            raise RuntimeError(
-                "the hosted API server pool is closed: the session is ending; ask for servers "
-                "in tests and fixtures, not in their finalizers"
+        """Hold the server for ``variant`` (started if need be) and return its API URL.
+
+        A server that died is reported once (``HostedApiServerError``, naming the test during
+        which it died); the next ask starts a new one.
+        """
+        dead: Callable[[], None] | None = None
+        victims: list[Callable[[], None]] = []
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise RuntimeError(
+                        "the hosted API server pool is closed: the session is ending; ask for "
+                        "servers in tests and fixtures, not in their finalizers"
+                    )
+                entry = self._entry(variant)
+                if entry.starting:
+                    self._changed.wait()
+                    continue
+                if entry.state.failure is not None:
+                    raise entry.state.start_error()  # reported in full once; later a pointer
+                if entry.url is not None and entry.dead():
+                    dead = self._detach(entry, died=True)
+                    break
+                if entry.url is not None:
+                    entry.holds += 1
+                    entry.last_used = next(self._clock)
+                    return entry.url
+                env = child_env(
+                    self.config, {**self._base_env(), **dict(entry.variant)}, self.python_path
+                )
+                entry.state.current_test = self.current_test()
+                entry.starting = True
+                entry.owned = self.sharing is None  # counts toward the bound from now on
+                try:
+                    victims = self._take_victims(self.size)  # this one counts: never over
+                    log_dir = self.log_dir() if self.sharing is None else None
+                except BaseException:
+                    entry.starting = False
+                    self._changed.notify_all()
+                    raise
+                break
+        if dead is not None:
+            raise self._bury(entry, dead)
+        try:
+            _all_at_once(victims)
+            with self._changed:  # another caller's evicted server still stopping: wait for it
+                while self._stopping and self._running() + self._stopping > self.size:
+                    self._changed.wait()
+            url = self._start(entry, env, log_dir)
+        except BaseException:
+            with self._changed:
+                entry.starting = False
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            entry.starting = False
+            entry.holds += 1
+            entry.last_used = next(self._clock)
+            self._changed.notify_all()
+            victims = self._take_victims(self.size)  # only when all were held at the start
+        _all_at_once(victims)
+        return url
+
+    def revive(self, variant: Variant, cached_url: str | None = None) -> str | None:
+        """For a URL a test already has (the session's ``hosted_api_server``): if its server
+        died, report that once, then start it again on the same address.
+
+        Returns the server's URL now (None: not started yet). When it had to come back on
+        another port, a test holding ``cached_url`` gets an error saying so.
+        """
+        with self._changed:
+            entry = self._entries.get(variant)
+            if entry is None or entry.starting:
+                return None if entry is None else entry.url
+            revived = entry.url is None or entry.dead()
+            if entry.url is None and entry.restart_port is None:
+                return None  # not started yet (or stopped to make room): its fixture starts it
+        if revived:
+            self.acquire(variant)
+            self.release(variant)
+        with self._changed:
+            url, moved = entry.url, entry.moved_because
+        if cached_url is not None and url is not None and url != cached_url and moved:
+            from ._errors import HostedApiServerError
+
+            raise HostedApiServerError(
+                f"{entry.state.what} died, and the new server could not listen on the old "
+                f"address {cached_url}, which this test got from the session-scoped "
+                f"hosted_api_server fixture: {moved}. It now serves {url}: use "
+                "use_hosted_api_server or hosted_api_server_factory(), which give the current "
+                "URL of the default server.",
+                server=entry.state.what,
             )
-        entry = self._entry(variant)
-        if entry.state.start_error is not None:
-            raise entry.state.start_error  # reported in full once; later tests get a pointer
-        if entry.url is None:
-            self._start(entry)
-        assert entry.url is not None
-        entry.holds += 1
-        entry.last_used = next(self._clock)
-        self._make_room(self.size)  # only when all were held when this one started
-        return entry.url
+        return url
+
+    def note_deaths(self, test: str) -> None:
+        """At the end of ``test``: a server of this process that is gone died during it.
+
+        The watcher thread may wake only after the next test began; this check runs first.
+        """
+        from server_launcher import pid_alive
+
+        with self._changed:
+            for entry in self._entries.values():
+                server = entry.server
+                if server is not None and entry.died_during is None and not pid_alive(server.pid):
+                    entry.died_during = test
 
     def release(self, variant: Variant) -> None:
         """End one hold; trim the pool back to its bound."""
-        entry = self._entries.get(variant)
-        if entry is None or entry.holds == 0 or self._closed:
-            return
-        entry.holds -= 1
-        entry.last_used = next(self._clock)
-        if entry.holds == 0 and entry.slot is not None and not entry.owned:
-            # Shared mode: a user leaves as soon as it holds nothing, so that the owner may
-            # retire the server; attaching again later costs a lock and a file read.
-            slot, entry.slot, entry.url = entry.slot, None, None
-            slot.leave()
-        self._make_room(self.size)
+        with self._changed:
+            entry = self._entries.get(variant)
+            if entry is None or entry.holds == 0 or self._closed:
+                return
+            entry.holds -= 1
+            entry.last_used = next(self._clock)
+            if entry.holds == 0 and entry.slot is not None and not entry.owned:
+                # Shared mode: a user leaves as soon as it holds nothing, so that the owner may
+                # retire the server; attaching again later costs a lock and a file read.
+                slot, entry.slot, entry.url = entry.slot, None, None
+                slot.leave()
+            victims = self._take_victims(self.size)
+        _all_at_once(victims)
 
     def session_ending(self) -> None:
         """The last test's teardown begins: no more trimming, ``close`` stops them all at once."""
-        self._ending = True
+        with self._changed:
+            self._ending = True
 
     def close(self) -> None:
         """Stop (or leave) every server: at session end, after every fixture let go.
@@ -185,8 +329,9 @@ class ServerPool:
         Users leave first (an owner waits for them); then the servers this process runs stop
         all at once, so a pool of N servers stops in the time of one.
         """
-        self._closed = True
-        running = [entry for entry in self._entries.values() if entry.url is not None]
+        with self._changed:
+            self._closed = True
+            running = [entry for entry in self._entries.values() if entry.url is not None]
         users = [entry for entry in running if not entry.owned]
         owned = [entry for entry in running if entry.owned]
         with ExitStack() as stack:  # every server is stopped even when leaving one raises
@@ -194,7 +339,7 @@ class ServerPool:
             for entry in users:
                 stack.callback(self._close_entry, entry)
 
-    # --- internals ------------------------------------------------------------------------
+    # --- internals (the ones named "under the lock" expect the caller to hold it) -----------
 
     def _entry(self, variant: Variant) -> _Entry:
         entry = self._entries.get(variant)
@@ -204,28 +349,38 @@ class ServerPool:
         return entry
 
     def _base_env(self) -> dict[str, str | None]:
+        """Under the lock: the default server's environment, checked once."""
         if self._base is None:
-            default = self.state(DEFAULT)
-            if default.start_error is not None:
-                raise default.start_error  # hosted_api_env itself was refused before
+            default = self._entry(DEFAULT).state
+            if default.failure is not None:
+                raise default.start_error()  # hosted_api_env itself was refused before
             self._base = base_env(self.config, self.user_env, default)
         return self._base
 
-    def _start(self, entry: _Entry) -> None:
+    def _start(self, entry: _Entry, env: dict[str, str | None], log_dir: Path | None) -> str:
+        """Outside the lock: start (or, shared, attach to) the server; return its API URL."""
         state = entry.state
-        state.current_test = self.current_test()
-        env = child_env(self.config, {**self._base_env(), **dict(entry.variant)}, self.python_path)
         if self.sharing is None:
-            self._make_room(self.size - 1)  # stop an idle one first: never over the bound
-            context = run_server(self.config, env, state, self.log_dir(), self.stats)
-            entry.url = context.__enter__()
-            entry.owned = True
+            assert log_dir is not None
+            context, server = self._run(entry, env, log_dir)
+            url = server.url + self.config.prefix
+            expected = threading.Event()  # set before we stop it: an exit we asked for
 
             def stop() -> None:
+                expected.set()
                 context.__exit__(None, None, None)
 
-            entry.stop = stop
-            return
+            watcher = threading.Thread(
+                target=self._watch,
+                args=(entry, server, expected),
+                name="pytest-bundle server watch",
+                daemon=True,
+            )
+            with self._changed:
+                entry.url, entry.server, entry.stop, entry.owned = url, server, stop, True
+                entry.watcher, entry.died_during, entry.restart_port = watcher, None, None
+            watcher.start()
+            return url
         from ._sharing import SharedSlot, slot_name  # hashlib and filelock: shared mode only
 
         slot = SharedSlot(
@@ -238,41 +393,129 @@ class ServerPool:
             self.log_dir,
             self.stats,
         )
-        entry.url = slot.attach()
-        entry.slot = slot
-        entry.owned = slot.owner
+        url = slot.attach()
+        with self._changed:
+            entry.url, entry.slot, entry.owned = url, slot, slot.owner
+        return url
 
-    def _make_room(self, keep: int) -> None:
-        """Stop least recently used idle servers this process runs until at most ``keep`` run."""
+    def _run(
+        self, entry: _Entry, env: dict[str, str | None], log_dir: Path
+    ) -> tuple[AbstractContextManager[RunningServer], RunningServer]:
+        """Start the server, on its old port first when it comes back after dying."""
+        from server_launcher import ServerStartError
+
+        if entry.restart_port is not None:
+            context = run_server(
+                self.config, env, entry.state, log_dir, self.stats, port=entry.restart_port
+            )
+            try:
+                server = context.__enter__()
+            except ServerStartError as error:  # the port is taken (or still in TIME_WAIT)
+                entry.moved_because = error.reason
+            else:
+                entry.moved_because = None
+                return context, server
+        context = run_server(self.config, env, entry.state, log_dir, self.stats)
+        return context, context.__enter__()
+
+    def _watch(self, entry: _Entry, server: RunningServer, expected: threading.Event) -> None:
+        """Wait for the server's exit; one we did not ask for is noted with the running test."""
+        server.wait()
+        if not expected.is_set() and entry.died_during is None:
+            entry.died_during = self.current_test() or None
+
+    def _detach(self, entry: _Entry, *, died: bool = False) -> Callable[[], None]:
+        """Under the lock: take a server out of the pool; return what stops it."""
+        stop, server = entry.stop, entry.server
+        entry.stop, entry.url, entry.server = None, None, None
+        if died and server is not None:
+            entry.exit_status = server.returncode
+            if entry.variant == DEFAULT:
+                entry.restart_port = server.port  # tests cached its URL: it comes back there
+        return stop or (lambda: None)
+
+    def _bury(self, entry: _Entry, stop: Callable[[], None]) -> HostedApiServerError:
+        """Outside the lock: reap a server that exited on its own; the error saying so."""
+        from ._errors import HostedApiServerError
+
+        watcher = entry.watcher
+        if watcher is not None:
+            watcher.join(timeout=10)  # it saw the same exit: the test name is there at once
+        server = entry.state.output
+        tail = server().splitlines()[-_TAIL_LINES:] if server is not None else []
+        with suppress(Warning):  # the launcher's ServerStopWarning under filterwarnings = error
+            stop()
+        during = f" during {entry.died_during}" if entry.died_during else " between tests"
+        code = _describe_exit(entry.exit_status)
+        return HostedApiServerError(
+            f"{entry.state.what} died{during}: it exited on its own with {code}. "
+            + (
+                "It is started again, on the same address, for the next test that uses it."
+                if entry.variant == DEFAULT
+                else "A new one is started for the next test that asks for it."
+            ),
+            server=entry.state.what,
+            output_tail=tail,
+            test=entry.died_during,
+        )
+
+    def _take_victims(self, keep: int) -> list[Callable[[], None]]:
+        """Under the lock: take least recently used idle servers this process runs out of the
+        pool until at most ``keep`` run (or start); return what stops them."""
         if self._ending:
-            return
-        running = [entry for entry in self._entries.values() if entry.url and entry.owned]
+            return []
+        running = [
+            entry
+            for entry in self._entries.values()
+            if entry.owned and (entry.url is not None or entry.starting)
+        ]
         excess = len(running) - keep
-        idle = sorted((entry for entry in running if not entry.holds), key=lambda e: e.last_used)
+        idle = sorted(
+            (e for e in running if not e.holds and not e.starting and e.url is not None),
+            key=lambda e: e.last_used,
+        )
+        victims = []
         for entry in idle:
             if excess <= 0:
-                return
-            if self._stop_early(entry):
-                excess -= 1
+                break
+            if entry.slot is not None:
+                if not entry.slot.try_retire():  # another worker's running test holds it
+                    continue
+                entry.slot, entry.url = None, None
+            else:
+                victims.append(self._counted(self._detach(entry)))
+            self.stats.count_stopped_early()
+            excess -= 1
+        return victims
 
-    def _stop_early(self, entry: _Entry) -> bool:
-        if entry.slot is not None:
-            if not entry.slot.try_retire():  # another worker's running test holds it
-                return False
-            entry.slot, entry.url = None, None
-        else:
-            stop, entry.stop, entry.url = entry.stop, None, None
-            if stop is not None:
+    def _running(self) -> int:
+        """Under the lock: servers this process runs or is starting."""
+        return sum(
+            1
+            for entry in self._entries.values()
+            if entry.owned and (entry.url is not None or entry.starting)
+        )
+
+    def _counted(self, stop: Callable[[], None]) -> Callable[[], None]:
+        """Under the lock: ``stop``, counted as stopping until it returns (starts wait on it)."""
+        self._stopping += 1
+
+        def counted() -> None:
+            try:
                 stop()
-        self.stats.stopped_early += 1
-        return True
+            finally:
+                with self._changed:
+                    self._stopping -= 1
+                    self._changed.notify_all()
+
+        return counted
 
     def _close_entry(self, entry: _Entry) -> None:
-        entry.holds = 0
-        entry.url = None
-        slot, entry.slot = entry.slot, None
-        stop, entry.stop = entry.stop, None
+        with self._changed:
+            entry.holds = 0
+            slot, entry.slot = entry.slot, None
+            stop = self._detach(entry)
         if slot is not None:
             slot.close()
-        elif stop is not None:
+        else:
             stop()

@@ -211,9 +211,10 @@ class SharedSlot:
         }
         context = run_server(self._config, self._env, state, self._log_dir(), self._stats)
         try:
-            url = context.__enter__()
+            url = context.__enter__().url + self._config.prefix
         except BaseException as error:
-            reason = (str(state.start_error or error) or "the server did not start").splitlines()
+            failure = state.failure["reason"] if state.failure else str(error)
+            reason = (failure or "the server did not start").splitlines()
             record.update(
                 failure=reason[0].removeprefix(f"{state.what} could not start: "),
                 failed_test=state.current_test,

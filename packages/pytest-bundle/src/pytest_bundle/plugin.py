@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._checks import SettingsRecheck, env_problems, setting_problems, startup_problems
+from ._checks import SettingsRecheck, setting_problems, startup_problems
 from ._config import BundleConfig, add_options, check_app_importable, child_python_path, read_config
+from ._environment import environment_problems
 from ._factory import Holders, HostedApiServerFactory, make_factory
 from ._hosted import (
-    ServerStartFailed,
     ServerState,
     SettingsOverride,
     StartStats,
@@ -38,6 +38,7 @@ from ._virtual import (
 if TYPE_CHECKING:
     from fake_sleep import SleepRecorder, VirtualClock, VirtualTime
 
+    from ._errors import HostedApiServerError
     from ._pool import ServerPool
 
 # sys.path as it was before pytest added rootdir, conftest folders and `pythonpath` entries:
@@ -194,16 +195,27 @@ def _servers_of(item: pytest.Item) -> list[ServerState]:
     return used
 
 
-def _first_or_pointer(item: pytest.Item, error: ServerStartFailed) -> BaseException:
-    """The full error for the test that met it first; a one-line pointer for later tests."""
-    state = error.state
-    if state is None:
-        return error
-    if state.failed_test is None:
-        state.failed_test = item.nodeid
-    if state.failed_test == item.nodeid:
-        return error
-    return pytest.fail.Exception(state.short_failure(), pytrace=False)
+def _server_error(error: BaseException) -> HostedApiServerError | None:
+    """``error`` if it is a HostedApiServerError (whose module is loaded only once one exists)."""
+    module = sys.modules.get("pytest_bundle._errors")
+    if module is not None and isinstance(error, module.HostedApiServerError):
+        found: HostedApiServerError = error
+        return found
+    return None
+
+
+def _reported(item: pytest.Item, error: HostedApiServerError) -> BaseException:
+    """How a test reports a server error: in full for the first test that met a start
+    failure (and for a death), a one-line pointer for later tests. The output's tail goes in
+    the message itself when ``--show-capture=no`` hides the report's sections."""
+    state: ServerState | None = error._pytest_bundle_state
+    if state is not None:
+        if state.failed_test is None:
+            state.failed_test = item.nodeid
+        if state.failed_test != item.nodeid:
+            return pytest.fail.Exception(state.short_failure(), pytrace=False)
+    tail_inline = item.config.getoption("showcapture", "all") == "no"
+    return pytest.fail.Exception(error.brief(tail_inline=tail_inline), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -214,6 +226,7 @@ def pytest_runtest_makereport(
 
     When a server could not start, only the test that reported it gets its output.
     """
+    __tracebackhide__ = True
     report = yield
     if not report.failed:
         return report
@@ -221,7 +234,7 @@ def pytest_runtest_makereport(
         if state.failed_test is not None:
             if item.nodeid != state.failed_test or call.when == "teardown":
                 continue
-        elif state.start_error is not None:
+        elif state.failure is not None:
             continue
         if state.output is None:
             continue
@@ -240,11 +253,18 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Report a server start failure in full once; later tests point to that first report."""
+    __tracebackhide__ = True
     item.config.stash[_HOLDERS].item = item
     try:
+        pool = item.config.stash.get(_POOL, None)
+        if pool is not None and "hosted_api_server" in getattr(item, "fixturenames", ()):
+            pool.revive((), pool.default_url)  # cached URL: a dead server comes back there
         return (yield)
-    except ServerStartFailed as error:
-        raise _first_or_pointer(item, error) from None
+    except Exception as error:
+        server_error = _server_error(error)
+        if server_error is None:
+            raise
+        raise _reported(item, server_error) from None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -256,8 +276,13 @@ def pytest_runtest_teardown(
     After the last test the session fixtures let go of their servers: the pool then stops
     them all at once instead of one by one as each hold ends.
     """
-    item.config.stash[_HOLDERS].item = None
+    __tracebackhide__ = True
     pool = item.config.stash.get(_POOL, None)
+    if pool is not None and (
+        _USED in item.stash or "hosted_api_server" in getattr(item, "fixturenames", ())
+    ):
+        pool.note_deaths(item.nodeid)  # a server it used that is gone died during this test
+    item.config.stash[_HOLDERS].item = None
     if nextitem is None and pool is not None:
         pool.session_ending()
     return (yield)
@@ -266,6 +291,7 @@ def pytest_runtest_teardown(
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(request: pytest.FixtureRequest) -> Generator[None, object, object]:
     """Note which fixture is being set up: a factory call in it is held for its lifetime."""
+    __tracebackhide__ = True
     holders = request.config.stash.get(_HOLDERS, None)
     if holders is None:
         return (yield)
@@ -276,6 +302,7 @@ def pytest_fixture_setup(request: pytest.FixtureRequest) -> Generator[None, obje
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Fail clearly when a shared server's owner died; run virtual_clock tests in virtual time."""
+    __tracebackhide__ = True
     if _config(item.config).shared:
         for state in _servers_of(item):
             if state.owner_alive is not None and not state.owner_alive():
@@ -292,8 +319,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         function.obj = wrap_in_virtual_time(function.obj, block)
     try:
         return (yield)
-    except ServerStartFailed as error:  # hosted_api_server_factory called in the test body
-        raise _first_or_pointer(item, error) from None
+    except Exception as error:  # hosted_api_server_factory called in the test body
+        server_error = _server_error(error)
+        if server_error is None:
+            raise
+        raise _reported(item, server_error) from None
     finally:
         if function is not None:
             function.obj = original
@@ -385,6 +415,7 @@ def hosted_api_server(
     """
     _check_late(request)
     with _hosted_api_pool.hold(()) as url:
+        _hosted_api_pool.default_url = url
         yield url
 
 
@@ -410,11 +441,13 @@ def use_hosted_api_server(
         if overrides is None:
             _note_used(request.node, pool.state(()))
             url: str = request.getfixturevalue("hosted_api_server")
+            url = pool.revive(()) or url  # a dead server is reported once, then started again
         else:
-            problems = env_problems(overrides)  # a registry defined after collection
+            problems = environment_problems(overrides)  # a registry defined after collection
             if problems:
                 pytest.fail(
-                    f"{request.node.nodeid}: @pytest.mark.{MARKER}: " + " ".join(problems),
+                    f"{request.node.nodeid}: @pytest.mark.{MARKER}: "
+                    + " ".join(problem.message for problem in problems),
                     pytrace=False,
                 )
             variant = pool.variant(overrides)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import types
+
 from ._errors import ServerStartError, ServerStartTimeout, ServerStopWarning
 from ._launch import DEMO_APP, RunningServer, ServerLauncher, launch_server
 from ._platform import pid_alive
@@ -23,3 +25,13 @@ __all__ = [
     "launch_server",
     "pid_alive",
 ]
+
+
+# Every public class and function names this package as its home, so reprs, tracebacks,
+# pickles and the docs' inventory show the path users import (`server_launcher.X`), not a private
+# module.
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type | types.FunctionType):
+        _public.__module__ = __name__
+del _name, _public

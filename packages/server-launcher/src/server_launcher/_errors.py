@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 __all__ = ["ServerStartError", "ServerStartTimeout", "ServerStopWarning"]
 
@@ -22,6 +23,8 @@ class ServerStartError(RuntimeError):
     Its message holds the reason, the command, the kept log file (if any) and the last lines
     the server printed.
     """
+
+    _keywords: tuple[str, ...] = ("command", "returncode", "output_tail", "log_path")
 
     def __init__(
         self,
@@ -48,12 +51,19 @@ class ServerStartError(RuntimeError):
         parts.append(_format_tail(self.output_tail))
         super().__init__("\n".join(parts))
 
+    def __reduce__(self) -> tuple[Callable[..., ServerStartError], tuple[object, ...]]:
+        # The default rebuilds from `args` (the message); `__init__` needs its keywords back.
+        keywords = {name: getattr(self, name) for name in self._keywords}
+        return partial(type(self), **keywords), (self.reason,)
+
 
 class ServerStartTimeout(ServerStartError):
     """The server stayed alive but its health endpoint never answered 200 in time.
 
     The process has been killed before this is raised.
     """
+
+    _keywords = (*ServerStartError._keywords, "timeout", "last_health_status")
 
     def __init__(
         self,

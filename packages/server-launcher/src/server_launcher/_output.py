@@ -17,7 +17,6 @@ import re
 import selectors
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -64,6 +63,7 @@ class OutputSink:
         self._pipe: IO[bytes] | None = None
         self._pipe_fd: int | None = None
         self._scan = b""
+        self._hurry = threading.Event()
 
     def start(self, pipe: IO[bytes]) -> None:
         """Open the log and start draining ``pipe`` in a daemon thread; it ends at EOF."""
@@ -89,7 +89,8 @@ class OutputSink:
                     # Let a burst (e.g. one access-log line per request) gather before reading:
                     # waking per line takes GIL time from this process, which is usually the
                     # client too. output() reads what is pending itself, so it is never late.
-                    time.sleep(_BATCH_WAIT)
+                    # Not once the server is stopped: wait_drained() sets _hurry.
+                    self._hurry.wait(_BATCH_WAIT)
                 with self._read_lock:
                     at_eof = self._read_pending(limit=1024 * 1024)
                     if at_eof:
@@ -156,13 +157,14 @@ class OutputSink:
             if match:
                 callback, self._on_port = self._on_port, None
                 callback(int(match.group(1)))
-        if self._stream is not None:
+        stream = self._stream  # once: wait_drained() may drop it meanwhile
+        if stream is not None:
             try:
                 if self._stream_binary:
-                    self._stream.write(data)
+                    stream.write(data)
                 else:
-                    self._stream.write(self._decoder.decode(data))
-                self._stream.flush()
+                    stream.write(self._decoder.decode(data))
+                stream.flush()
             except (OSError, ValueError):
                 self._stream = None  # a closed or broken stream must not stop the draining
 
@@ -177,12 +179,16 @@ class OutputSink:
 
         If something outside the group still holds the pipe, take what is pending and go on.
         """
+        self._hurry.set()  # no batching wait on the way to EOF
         if self._thread is not None:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 self._thread = None
                 return
         self.sync()
+        # The server is stopped: whatever still writes into the pipe is not its output, and
+        # must not reach the caller's stream any more.
+        self._stream = None
 
     def text(self) -> str:
         """Everything the child wrote up to this call, decoded as UTF-8 (bad bytes replaced)."""

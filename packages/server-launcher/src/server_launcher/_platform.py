@@ -4,24 +4,29 @@ How the port is held, how the child is spawned, signalled and watched. The child
 bootstrap that makes sure no server outlives the process that launched it, is ``_sentinel.py``.
 
 POSIX: the parent binds and listens and passes the socket (``--fd``); the child runs in its own
-session (its own process group). The child is the server itself, after a short bootstrap: it sets
-``PR_SET_PDEATHSIG(SIGKILL)`` on Linux (against the launcher's supervisor thread) and starts a
-tiny ``/bin/sh`` *watchdog* in its process group that watches the launcher's stdin pipe (EOF
-means the launcher died) and then kills the whole process group.
+session (its own process group). The child is the server itself, after a short bootstrap: on
+Linux it becomes a child subreaper (what it starts in other sessions stays its descendant) and
+it starts a tiny ``/bin/sh`` *watchdog* in its process group that watches the launcher's stdin
+pipe (EOF means the launcher died) and then kills the server's descendants and its group.
 
 Portable paths: where Linux has something better, the portable way is also written here (no
-``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no
-``PR_SET_PDEATHSIG``: only the watchdog's stdin watch; uvicorn binds port 0 and the parent reads
-the port it reports, instead of taking the parent's socket; poll instead of epoll).
-``SERVER_LAUNCHER_PORTABLE=1`` forces all of them on Linux, so that every branch macOS and other
-POSIX systems take is tested here. Windows is refused (see ``launch_server``): its process
-model needs a tier of its own.
+``/proc``: ``os.kill(pid, 0)``; no pidfd: a thread in ``waitid(WNOWAIT)``; no subreaper:
+only the server's process group is killed; poll instead of epoll). macOS and other POSIX
+systems take these. uvicorn takes the parent's socket on every platform; only
+``SERVER_LAUNCHER_PORTABLE=1`` makes it bind port 0 and the parent read the port it reports.
+That variable forces every portable path on Linux, so that each branch is tested here;
+``SERVER_LAUNCHER_PORTABLE=nowaitid`` also acts as if there were no ``os.waitid`` (macOS has
+none): ``ps`` tells a zombie, and the exit watch waits in ``kqueue`` (macOS, BSD) or, where
+there is neither, reaps the child and kills its group at once.
+Windows is refused (see ``launch_server``): its process model needs a tier of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import marshal
 import os
+import select
 import selectors
 import signal
 import socket
@@ -29,11 +34,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 IS_WINDOWS = sys.platform == "win32"
+_PORTABLE = os.environ.get("SERVER_LAUNCHER_PORTABLE", "").strip().lower()
 #: ``SERVER_LAUNCHER_PORTABLE=1``: take the portable paths even where Linux has better ones.
-FORCE_PORTABLE = os.environ.get("SERVER_LAUNCHER_PORTABLE", "") not in ("", "0")
+FORCE_PORTABLE = _PORTABLE not in ("", "0")
+#: Whether ``os.waitid`` is used (``SERVER_LAUNCHER_PORTABLE=nowaitid``: as on macOS, not).
+HAS_WAITID = hasattr(os, "waitid") and _PORTABLE != "nowaitid"
 IS_LINUX = sys.platform.startswith("linux") and not FORCE_PORTABLE
 #: Whether uvicorn gets the parent's socket (``--fd``) rather than binding port 0 and printing
 #: its port, which the parent then reads (the portable path). ``{fd}`` commands always get it.
@@ -50,13 +58,39 @@ WINDOWS_REFUSAL = (
     "Use Linux, macOS or WSL."
 )
 
-_SENTINEL_DIR = os.path.dirname(os.path.abspath(__file__))
-# Runs _sentinel.py as a module imported from its folder, so its cached bytecode is used (a
-# script given by path is compiled from source on every start), then drops it from sys.modules.
+_SENTINEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sentinel.py")
+# Reads the bootstrap's code object, compiled once by the launcher and marshalled, from the head
+# of the child's stdin (the lifeline pipe; the launcher writes it right after the spawn), and
+# runs it. Importing _sentinel.py instead compiled it from source on every start wherever
+# bytecode is not cached (PYTHONDONTWRITEBYTECODE): ~1.5-3 ms of CPU on the path to ready.
 _SENTINEL_LOADER = (
-    "import sys;sys.path.insert(0,{dir!r});import _sentinel;del sys.path[0];"
-    "_sentinel.main(sys.argv[1:])"
+    "import marshal,os,sys\nb=b''\nwhile len(b)<{size}:\n c=os.read(0,{size}-len(b))\n"
+    " if not c:os._exit(1)\n b+=c\ng={{'__name__':'_sentinel','__file__':{path!r}}}\n"
+    "exec(marshal.loads(b),g)\ndel b,c\ng['main'](sys.argv[1:])"
 )
+_bootstrap_code: bytes | None = None
+_bootstrap_lock = threading.Lock()
+
+
+def bootstrap_code() -> bytes:
+    """The marshalled bootstrap (``_sentinel.py``), compiled once per launcher process.
+
+    The child runs the same interpreter (``sys.executable``), so the marshal format matches.
+    """
+    global _bootstrap_code
+    with _bootstrap_lock:
+        if _bootstrap_code is None:
+            with open(_SENTINEL_PATH, encoding="utf-8") as source:
+                code = compile(source.read(), _SENTINEL_PATH, "exec", dont_inherit=True)
+            _bootstrap_code = marshal.dumps(code)
+        return _bootstrap_code
+
+
+def send_bootstrap(stdin: IO[bytes]) -> None:
+    """Hand the child its bootstrap through its stdin (it fits the pipe's buffer)."""
+    with contextlib.suppress(OSError, ValueError):  # the child is gone: reported as its exit
+        stdin.write(bootstrap_code())
+        stdin.flush()
 
 
 # The write ends of the pipes whose EOF tells each server's watchdog that its launcher is gone.
@@ -105,7 +139,8 @@ def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs; a zombie (exited, not yet reaped) counts as gone.
 
     Linux reads the state from ``/proc``; elsewhere ``os.kill(pid, 0)`` says whether the pid
-    exists, and a zombie is recognised only when it is our own child (``waitid`` without reaping).
+    exists, and a zombie is recognised when it is our own child (``waitid`` without reaping;
+    where there is no ``waitid``, as on macOS, ``ps`` tells the state of any process).
     """
     if HAS_PROC:
         try:
@@ -121,13 +156,33 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # it exists, and belongs to someone else
-    if hasattr(os, "waitid"):
+    if HAS_WAITID:
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:  # not our child: its zombie is its parent's to reap
             return True
         return info is None
-    return True
+    return not _is_zombie_by_ps(pid)
+
+
+def _is_zombie_by_ps(pid: int) -> bool:
+    """Without ``/proc`` and ``waitid`` (macOS): ask ``ps`` for the state; never reaps.
+
+    A process ``ps`` no longer lists is gone too. When ``ps`` cannot run, it counts as alive.
+    """
+    try:
+        done = subprocess.run(
+            ["ps", "-o", "stat=", "-p", str(pid)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    state = done.stdout.strip()
+    return not state or state.startswith("Z")
 
 
 def is_clean_exit(returncode: int | None) -> bool:
@@ -137,16 +192,23 @@ def is_clean_exit(returncode: int | None) -> bool:
     return returncode == 0 or (returncode < 0 and -returncode in CLEAN_SIGNALS)
 
 
-def listening_socket(host: str) -> socket.socket:
-    """Bind and listen in the parent: the port is ours before the child even starts."""
+def listening_socket(host: str, port: int = 0) -> socket.socket:
+    """Bind and listen in the parent: the port is ours before the child even starts.
+
+    SO_REUSEADDR, as servers set it: the connections a server accepted inherit it, so that a
+    restart on the same port is not refused while the old server's connections linger
+    (FIN_WAIT2, TIME_WAIT); a port someone listens on is still refused. For port 0 the kernel
+    still picks a port no other socket is bound to.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # uvicorn rebuilds a passed socket as AF_UNIX (socket.fromfd), so asyncio never sets
         # TCP_NODELAY on the connections it accepts: every keep-alive request would then stall
         # ~40 ms on Nagle + delayed ACK. Accepted sockets inherit the option from the listener.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, 0))
+        sock.bind((host, port))
         sock.listen(128)
     except BaseException:
         sock.close()
@@ -154,7 +216,25 @@ def listening_socket(host: str) -> socket.socket:
     return sock
 
 
-def port_reservation(host: str) -> socket.socket:
+def unix_listening_socket(path: str) -> socket.socket:
+    """Bind and listen on a Unix socket at ``path`` (which must not exist yet)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return sock
+
+
+def port_reservation(host: str, port: int = 0) -> socket.socket:
     """Hold a port for a server that binds it itself (``{port}`` without ``{fd}``).
 
     On Linux and macOS a socket bound with SO_REUSEADDR but not listening keeps the port out of
@@ -165,7 +245,7 @@ def port_reservation(host: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, 0))
+        sock.bind((host, port))
     except BaseException:
         sock.close()
         raise
@@ -176,12 +256,12 @@ def child_argv(kind: str, args: Sequence[str], *, python: str = sys.executable) 
     """The argv that runs ``args`` (a module to run, or a program to exec) under the bootstrap.
 
     The bootstrap becomes the server (``runpy`` or ``exec``), so the launched pid is the
-    server's.
+    server's. Its code comes through the child's stdin: ``send_bootstrap`` right after spawning.
     """
     # A module runs in the bootstrap's own interpreter, which must start as ``python -u -m``
     # would (site, unbuffered output). A program is exec'd: its bootstrap needs no site (-S).
     flags = ["-u"] if kind == "module" else ["-S"]
-    loader = _SENTINEL_LOADER.format(dir=_SENTINEL_DIR)
+    loader = _SENTINEL_LOADER.format(size=len(bootstrap_code()), path=_SENTINEL_PATH)
     return [python, *flags, "-c", loader, str(os.getpid()), kind, "--", *args]
 
 
@@ -206,12 +286,68 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+Stray = tuple[int, str]  # (pid, start time): a pid is only killed while it names the same process
+
+
+def strays(pid: int) -> list[Stray]:
+    """Linux: the descendants of ``pid`` outside its process group (started in a new session).
+
+    Read from ``/proc/PID/task/TID/children``, i.e. only the server's subtree. The server is a
+    child subreaper, so nothing it started can have been orphaned out of the subtree while it
+    lives. Empty elsewhere, or when the kernel lacks those files.
+    """
+    if not HAS_PROC:
+        return []
+    found: list[Stray] = []
+    todo, seen = [pid], {pid}
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as listing:
+                    children = [int(child) for child in listing.read().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child in seen:
+                    continue
+                seen.add(child)
+                todo.append(child)
+                fields = _stat_fields(child)
+                if fields is not None and int(fields[2]) != pid:  # pgrp: not in the group
+                    found.append((child, fields[19]))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, ... (None: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def kill_strays(found: list[Stray]) -> None:
+    """SIGKILL each stray that still is the process it was (same start time) and not a zombie."""
+    for pid, started in found:
+        fields = _stat_fields(pid)
+        if fields is None or fields[19] != started or fields[0] in ("Z", "X"):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class ExitWatch:
     """Something a selector can wait on that becomes readable when the child has exited.
 
     It never reaps the child: the caller kills what is left of the group first, then reaps.
-    Linux: a pidfd. Elsewhere: a thread blocked in ``waitid(..., WNOWAIT)`` (or ``wait`` where
-    there is no ``waitid``) that writes to a socket pair.
+    Linux: a pidfd. Elsewhere: a thread blocked in ``waitid(..., WNOWAIT)`` (without ``waitid``:
+    in ``kqueue``; without either, in ``wait``, which reaps) that writes to a socket pair.
     """
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
@@ -252,8 +388,13 @@ class ExitWatch:
 
 def _wait_then_notify(proc: subprocess.Popen[bytes], writer: socket.socket) -> None:
     try:
-        if not hasattr(os, "waitid"):
+        if not HAS_WAITID and hasattr(select, "kqueue"):  # macOS, BSD: exit without reaping
+            _wait_with_kqueue(proc.pid)
+        elif not HAS_WAITID:
+            # Nothing tells an exit without reaping: reap, then kill the rest of the group at
+            # once, while the group (kept alive by any member left) still holds the id.
             proc.wait()
+            kill(proc)
         else:
             while True:
                 try:
@@ -264,3 +405,24 @@ def _wait_then_notify(proc: subprocess.Popen[bytes], writer: socket.socket) -> N
     finally:
         with contextlib.suppress(OSError):
             writer.send(b"x")
+
+
+def _wait_with_kqueue(pid: int) -> None:  # pragma: no cover - macOS and BSD only
+    """Block until ``pid`` exits (``EVFILT_PROC``/``NOTE_EXIT``); the zombie stays unreaped."""
+    kq: Any = select  # typed for the platform mypy runs on, which may lack kqueue
+    queue = kq.kqueue()
+    try:
+        event = kq.kevent(
+            pid,
+            filter=kq.KQ_FILTER_PROC,
+            flags=kq.KQ_EV_ADD | kq.KQ_EV_ONESHOT,
+            fflags=kq.KQ_NOTE_EXIT,
+        )
+        try:
+            queue.control([event], 0, 0)
+        except ProcessLookupError:  # already exited (and a zombie)
+            return
+        while not queue.control(None, 1, None):
+            pass
+    finally:
+        queue.close()

@@ -1,20 +1,23 @@
 """The child side of a launch: a short bootstrap that becomes the server, and its watchdog.
 
-Run by the launcher as ``python -u -c <loader> LAUNCHER_PID module|exec -- ARGS...``
-(the loader imports this file from its folder, so cached bytecode is used where there is some).
-It imports nothing the server would not import anyway, and is kept short: where bytecode is not
-cached (``PYTHONDONTWRITEBYTECODE``), every start compiles it.
+Run by the launcher as ``python -u -c <loader> LAUNCHER_PID module|exec -- ARGS...``: the
+launcher compiles this file once and writes the marshalled code into the child's stdin, and
+the loader reads and runs it (never compiled per start, even without cached bytecode). It
+imports nothing the server would not import anyway.
 
 The launched process *is* the server, the launcher's own child (its exit status is the server's).
 Before it becomes the server (``runpy`` for a module, ``exec`` for a program) it
 
-- sets ``PR_SET_PDEATHSIG(SIGKILL)`` on Linux: the kernel kills it when the thread that spawned
-  it, the launcher's supervisor thread, ends (e.g. when the launcher is killed);
+- on Linux, becomes a *child subreaper* (``PR_SET_CHILD_SUBREAPER``): a process the server
+  starts in a session of its own (out of reach of a signal to the group) cannot be orphaned
+  away from it while it lives, so it can be found under the server and killed;
 - spawns the *watchdog*, a ``/bin/sh`` in its process group that holds the read end of the
   launcher's stdin pipe. The launcher holds the only write end, so EOF means the launcher is gone
-  (any POSIX system): the watchdog then kills the whole process group, the server and everything
-  it started. It ignores SIGTERM, SIGINT and SIGHUP (the launcher stops the server by signalling
-  the group) and dies with the group;
+  (any POSIX system): the watchdog then kills every descendant of the server (Linux: in any
+  session, found in ``/proc``) and the whole process group. It ignores SIGTERM, SIGINT and
+  SIGHUP (the launcher stops the server by signalling the group) and dies with the group.
+  (``PR_SET_PDEATHSIG`` is not used: it killed the server the instant the launcher died, before
+  the watchdog could find what the server had started in other sessions);
 - points its own stdin at ``/dev/null``.
 
 Not a Python watchdog (nor a Python parent that forks the server, as before): a second CPython
@@ -29,6 +32,27 @@ import sys
 
 # Read stdin until EOF (a stray line is ignored), then kill the process group.
 _WATCHDOG_SH = "trap '' TERM INT HUP; while read -r _; do :; done; kill -s KILL 0"
+# Linux: the server is a child subreaper (nothing it started can be orphaned away from it while
+# it lives), so on EOF the watchdog first kills every descendant of the server ($PPID, while it
+# still is our parent), in any session, pass after pass until none is left but zombies.
+_WATCHDOG_TREE_SH = """trap '' TERM INT HUP
+while read -r _; do :; done
+t=" $PPID "
+read -r l < /proc/$$/stat; r=${l##*) }; set -- $r
+if [ "$2" = "$PPID" ]; then
+  k=1
+  while [ $k = 1 ]; do
+    k=0
+    for f in /proc/[0-9]*/stat; do
+      read -r l < "$f" 2>/dev/null || continue
+      p=${f#/proc/}; p=${p%/stat}; r=${l##*) }; set -- $r
+      case "$t" in *" $2 "*) ;; *) continue;; esac
+      case "$t" in *" $p "*) ;; *) t="$t$p ";; esac
+      [ "$p" = $$ ] || [ "$1" = Z ] || { kill -s KILL "$p" 2>/dev/null && k=1; }
+    done
+  done
+fi
+kill -s KILL 0"""
 _WATCHDOG_PY = (
     "import os,signal as s\n"
     "for n in (s.SIGTERM,s.SIGINT,s.SIGHUP): s.signal(n,s.SIG_IGN)\n"
@@ -37,27 +61,32 @@ _WATCHDOG_PY = (
 )
 
 
-def _die_with_parent_thread() -> None:
-    """Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, through ``_ctypes`` (``ctypes``: ~2 ms more).
+def _on_linux() -> bool:
+    """Linux and not on the portable paths (``SERVER_LAUNCHER_PORTABLE``, from the launcher)."""
+    return sys.platform.startswith("linux") and os.environ.get("SERVER_LAUNCHER_PORTABLE", "") in (
+        "",
+        "0",
+    )
 
-    Off on the portable paths (``SERVER_LAUNCHER_PORTABLE=1``, inherited from the launcher).
+
+def _become_subreaper() -> bool:
+    """Linux: ``prctl(PR_SET_CHILD_SUBREAPER, 1)``, through ``_ctypes`` (``ctypes``: ~2 ms more).
+
+    Whatever the server starts, even in a session of its own, stays its descendant while it
+    lives, so the watchdog and the launcher can find and kill it. True when it took effect.
     """
-    if not sys.platform.startswith("linux") or os.environ.get(
-        "SERVER_LAUNCHER_PORTABLE", ""
-    ) not in ("", "0"):
-        return
     try:
         import _ctypes
 
         prctl = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")  # type: ignore[arg-type]
-        _ctypes.call_function(prctl, (1, 9, 0, 0, 0))  # PR_SET_PDEATHSIG, SIGKILL
+        return _ctypes.call_function(prctl, (36, 1, 0, 0, 0)) == 0  # type: ignore[no-any-return]
     except (ImportError, AttributeError, OSError):  # not CPython's private helpers
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+        return bool(ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0)
 
 
-def _spawn_watchdog() -> None:
+def _spawn_watchdog(script: str) -> None:
     """Start the watchdog with our stdin (the launcher's pipe) and none of our other files."""
     actions: list[tuple[object, ...]] = [
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -76,25 +105,42 @@ def _spawn_watchdog() -> None:
                 pass
         break
     try:
-        os.posix_spawn("/bin/sh", ["sh", "-c", _WATCHDOG_SH], {}, file_actions=actions)
+        os.posix_spawn("/bin/sh", ["sh", "-c", script], {}, file_actions=actions)
     except OSError:
         argv = [sys.executable, "-I", "-S", "-c", _WATCHDOG_PY]
         os.posix_spawn(argv[0], argv, {}, file_actions=actions)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Run the atexit handlers, then die of SIGTERM as before.
+
+    uvicorn re-raises SIGTERM after its graceful shutdown, and the default action ends the
+    process without any atexit handler: coverage (run with ``patch = ["subprocess"]``) would
+    never save the server's data. uvicorn restores this handler before it re-raises.
+    """
+    import atexit
+    import signal
+
+    atexit._run_exitfuncs()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str]) -> None:
-    """Arm both kill switches, then become the server."""
+    """Arm the kill switch, then become the server."""
     launcher, kind, args = int(argv[0]), argv[1], argv[3:]
-    _die_with_parent_thread()
-    if os.getppid() != launcher:  # the launcher died before the death signal was armed
+    tree = _on_linux() and _become_subreaper()
+    if os.getppid() != launcher:  # the launcher died already: the watchdog would see EOF
         os._exit(1)
-    _spawn_watchdog()
+    _spawn_watchdog(_WATCHDOG_TREE_SH if tree else _WATCHDOG_SH)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # the pipe is the watchdog's alone now
     os.close(devnull)
-    sys.modules.pop("_sentinel", None)  # imported by the loader under this name: not the app's
     if kind == "module":
         import runpy
+        import signal
+
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
         sys.argv = args
         sys.path[0] = os.getcwd()  # what ``python -m`` does (the loader's ``-c`` put "" there)

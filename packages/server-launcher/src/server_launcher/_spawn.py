@@ -1,19 +1,20 @@
 """Starting, watching, stopping and reaping one server process: the single implementation.
 
 Each launch gets one supervisor thread that spawns the child and lives until the child has been
-reaped. Spawning from it (never from a short-lived worker thread) matters: ``PR_SET_PDEATHSIG``
-fires when the *thread* that spawned the child ends. The thread runs a small selector loop over
-the child's exit (a pidfd on Linux), the health probe, and a control socket; the sync and async
-front ends only wait for its state changes (a ``threading.Event``, or a readable socket that
-anyio can wait on), so both share every decision made here.
+reaped (a server started from a short-lived worker thread must outlive that thread). It runs
+a small selector loop over the child's exit (a pidfd on Linux), the health probe, and a control
+socket; the sync and async front ends only wait for its state changes (a ``threading.Event``,
+or a readable socket that anyio can wait on), so both share every decision made here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import IO, Any, Literal
 from . import _platform
 from ._errors import ServerStartError, ServerStartTimeout
 from ._output import OutputSink
-from ._ready import HealthProbe, ProbeFailed
+from ._ready import HealthProbe, ProbeFailed, TLSFailed, client_tls_context
 
 PortMode = Literal["fd", "reserve", "report"]
 
@@ -34,6 +35,19 @@ _REAP_CAP = 10.0  # after SIGKILL; only a process stuck in the kernel takes long
 # The longest single wait handed to a selector: epoll and poll take milliseconds in a C int, so
 # a huge timeout would overflow. Loops re-check their deadline, so any finite timeout works.
 _MAX_WAIT = 3600.0
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The certificate and key the server serves TLS with (checked in the parent first)."""
+
+    certfile: str
+    keyfile: str | None
+    password: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        key = f", ssl_keyfile={self.keyfile!r}" if self.keyfile else ""
+        return f"ssl_certfile={self.certfile!r}{key}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,18 @@ class LaunchSpec:
     port_mode: PortMode
     stream: IO[Any] | None
     log_dir: str | None = None
+    tls: TLSFiles | None = None  # serve https (and probe over TLS)
+    uds: str | None = None  # listen on this Unix socket instead of a TCP port
+    port: int | None = None  # a fixed port instead of a free one
+    cwd: str | None = None  # the server's working directory (and so its first import root)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def display_command(self, port: int | None = None) -> list[str]:
+        """The command line as shown in messages (no fd yet)."""
+        return [*self.display_prefix, *self.build_args(None, port)]
 
 
 class Supervisor:
@@ -67,6 +93,7 @@ class Supervisor:
         self.killed = False
         self.exited_on_its_own = False
         self.stop_requested = False
+        self.kill_requested = False  # a deliberate kill (a second Ctrl-C): a clean stop
         self.log_path: str | None = None
         self.ready = threading.Event()  # set when ready, or when finished without being ready
         self.finished = threading.Event()
@@ -77,11 +104,15 @@ class Supervisor:
         self._control_r.setblocking(False)
         self._control_w.setblocking(False)
         self._listener: socket.socket | None = None
+        self._created_uds = False
+        self._cwd = spec.cwd or ""
+        self._tls_context: ssl.SSLContext | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_watch: _platform.ExitWatch | None = None
         self._failure: tuple[str, str] | None = None  # (kind, reason), built into an error later
         self._last_status: int | None = None
         self._last_problem = ""
+        self._strays: list[_platform.Stray] = []
         # Only a server that reports its port has its output scanned for one.
         on_port = self._port_reported if spec.port_mode == "report" else None
         self.output = OutputSink(spec.stream, on_port, spec.log_dir)
@@ -91,25 +122,77 @@ class Supervisor:
 
     def start(self) -> None:
         """Take the port now (errors raise here), then spawn from the supervisor thread."""
+        spec = self.spec
         try:
-            if self.spec.port_mode == "fd":
-                listener = _platform.listening_socket(self.spec.host)
-                self._listener = listener
-                self.port = listener.getsockname()[1]
-            elif self.spec.port_mode == "reserve":
-                reservation = _platform.port_reservation(self.spec.host)
-                self.port = reservation.getsockname()[1]
-                self._listener = reservation
+            if spec.tls is not None:
+                self._tls_context = _check_tls(spec)
+            try:
+                if spec.uds is not None:
+                    self._listener = _platform.unix_listening_socket(spec.uds)
+                    self._created_uds = True
+                elif spec.port_mode == "fd":
+                    listener = _platform.listening_socket(spec.host, spec.port or 0)
+                    self._listener = listener
+                    self.port = listener.getsockname()[1]
+                elif spec.port_mode == "reserve":
+                    reservation = _platform.port_reservation(spec.host, spec.port or 0)
+                    self.port = reservation.getsockname()[1]
+                    self._listener = reservation
+            except OSError as exc:
+                if spec.uds is None and not (spec.port and exc.errno == errno.EADDRINUSE):
+                    raise  # e.g. an address on no interface: the OSError says it best
+                raise self._address_error(exc) from None
         except BaseException:
             self.close()
             raise
         self._thread.start()
+
+    def _address_error(self, exc: OSError) -> ServerStartError:
+        spec = self.spec
+        if spec.uds is not None:
+            if exc.errno == errno.EADDRINUSE:
+                what = (
+                    f"the Unix socket path {spec.uds!r} (uds=) already exists: remove it (a "
+                    "socket a server left behind) or choose another path"
+                )
+            else:
+                what = f"cannot listen on the Unix socket {spec.uds!r} (uds=): {exc.strerror}"
+        else:
+            what = (
+                f"port {spec.port} on {spec.host} is already in use (port={spec.port}): stop "
+                "what listens there, or choose another port (or none, for a free one)"
+            )
+        return ServerStartError(
+            f"{what}; nothing was started", command=spec.display_command(spec.port)
+        )
+
+    def address_known(self) -> bool:
+        """Whether the probe knows where to connect (a reported port may come later)."""
+        return self.spec.uds is not None or self.port is not None
+
+    def health_url(self) -> str:
+        spec = self.spec
+        if spec.uds is not None:
+            return f"{spec.scheme}://localhost{spec.health_path} (Unix socket {spec.uds})"
+        base = url_for(spec.connect_host, self.port, spec.scheme)
+        return f"{base}{spec.health_path}"
 
     def request_stop(self) -> None:
         """Ask the supervisor to stop the server (idempotent, non-blocking, any thread)."""
         self.stop_requested = True
         with contextlib.suppress(OSError):
             self._control_w.send(b"s")
+
+    def request_kill(self) -> None:
+        """Kill the server's group at once, without the shutdown grace (a second Ctrl-C).
+
+        Idempotent, non-blocking, any thread, and safe from a signal handler: only a flag and
+        a non-blocking send. The stop counts as deliberate: no warning, no kept log.
+        """
+        self.kill_requested = True
+        self.stop_requested = True
+        with contextlib.suppress(OSError):
+            self._control_w.send(b"k")
 
     async def wait_async(self, event: threading.Event) -> None:
         """Wait for ``event`` without blocking the event loop (asyncio or trio, via anyio)."""
@@ -142,6 +225,14 @@ class Supervisor:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self._remove_uds()
+
+    def _remove_uds(self) -> None:
+        """Remove the Unix socket file we created (the server is gone: nobody listens)."""
+        if self._created_uds and self.spec.uds is not None:
+            self._created_uds = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.spec.uds)
 
     def note(self, text: str) -> None:
         """Add a line of our own to the server's log."""
@@ -180,7 +271,7 @@ class Supervisor:
                 elif self.stop_requested and self._failure is None:
                     # Stopped (Ctrl-C, cancellation) before it was ready: nothing of value can
                     # be lost, so it is killed at once rather than given the shutdown grace.
-                    _platform.kill(self._proc_or_fail())
+                    self._kill_all()
         except BaseException as exc:  # a bug here must not leave the child running
             self._failure = ("internal", f"server-launcher failed while supervising: {exc!r}")
         self._finish()
@@ -191,6 +282,7 @@ class Supervisor:
         args = spec.build_args(fd, self.port)
         self.command = [*spec.display_prefix, *args]
         pass_fds = [fd] if fd is not None else []
+        self._cwd = spec.cwd or os.getcwd()
         try:
             argv = _platform.child_argv(spec.kind, args)
             self._proc = subprocess.Popen(
@@ -199,12 +291,14 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=merged_env(spec.env),
+                cwd=spec.cwd,
                 close_fds=True,
                 **_platform.popen_options(pass_fds),
             )
         finally:
             if self._proc is not None and self._proc.stdin is not None:
                 _platform.hold_lifeline(self._proc.stdin.fileno())
+                _platform.send_bootstrap(self._proc.stdin)
             if spec.port_mode == "fd" and self._listener is not None:
                 # The child holds the socket now; without our copy, its death resets our probe.
                 self._listener.close()
@@ -234,23 +328,25 @@ class Supervisor:
         try:
             while True:
                 now = time.monotonic()
-                if probe is None and self.port is not None and now >= next_probe:
+                if probe is None and self.address_known() and now >= next_probe:
                     try:
-                        probe = HealthProbe(spec.connect_host, self.port, spec.health_path)
-                        sel.register(
-                            probe,
-                            selectors.EVENT_READ if probe.connected else selectors.EVENT_WRITE,
-                            "probe",
+                        probe = HealthProbe(
+                            spec.connect_host,
+                            self.port,
+                            spec.health_path,
+                            uds=spec.uds,
+                            tls=self._tls_context,
                         )
+                        sel.register(probe, probe.events, "probe")
                     except ProbeFailed as exc:
                         probe = None
                         drop_probe(str(exc))
                 if now >= deadline:
                     self._failure = ("timeout", "")
-                    _platform.kill(self._proc_or_fail())
+                    self._kill_all()
                     return False
                 wait = deadline - now
-                if probe is None and self.port is not None:
+                if probe is None and self.address_known():
                     wait = min(wait, max(next_probe - now, 0.0))
                 for key, _ in sel.select(min(wait, _MAX_WAIT)):
                     tag = key.data
@@ -258,32 +354,50 @@ class Supervisor:
                         self._failure = ("exit", "")
                         return False
                     if tag == "control":
-                        data = self._drain_control()
-                        if b"s" in data:
+                        self._drain_control()
+                        if self.stop_requested:
                             return False
                     elif tag == "probe" and probe is not None:
                         try:
-                            if not probe.connected:
-                                probe.on_writable()
-                                sel.modify(probe, selectors.EVENT_READ, "probe")
-                            elif probe.on_readable():
+                            if probe.on_event():
                                 status = probe.status
                                 self._last_status = status
                                 if status == 200:
                                     drop_probe("")
                                     return True
                                 drop_probe(f"health answered {status}")
+                            elif probe.events != key.events:
+                                sel.modify(probe, probe.events, "probe")
+                        except TLSFailed as exc:  # the server cannot serve TLS: say so now
+                            self._failure = ("tls", str(exc))
+                            _platform.kill(self._proc_or_fail())
+                            return False
                         except ProbeFailed as exc:
                             drop_probe(str(exc))
         finally:
             if probe is not None:
                 probe.close()
 
+    def _kill_all(self) -> None:
+        """SIGKILL the group and everything the server started outside it (Linux)."""
+        proc = self._proc_or_fail()
+        self._strays += _platform.strays(proc.pid)  # none once the server has exited
+        _platform.kill_strays(self._strays)
+        _platform.kill(proc)
+
     def _drain_control(self) -> bytes:
-        try:
-            return self._control_r.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return b""
+        """Everything sent so far: a byte left unread would wake every later select at once."""
+        data = b""
+        while True:
+            try:
+                chunk = self._control_r.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return data
+            except OSError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
 
     def _proc_or_fail(self) -> subprocess.Popen[bytes]:
         assert self._proc is not None
@@ -295,29 +409,45 @@ class Supervisor:
                 if key.data == "exit":
                     self.exited_on_its_own = True
                     return
-                if key.data == "control" and b"s" in self._drain_control():
-                    self._stop(sel)
-                    return
+                if key.data == "control":
+                    self._drain_control()
+                    if self.stop_requested:
+                        self._stop(sel)
+                        return
 
     def _stop(self, sel: selectors.BaseSelector) -> None:
-        """SIGTERM to the group, wait on the process itself, SIGKILL after the grace period."""
+        """SIGTERM to the group, wait on the process itself, SIGKILL after the grace period.
+
+        A stop request that comes meanwhile (a second ``stop()``) is read and dropped; a kill
+        request (``request_kill``) ends the grace at once.
+        """
         proc = self._proc_or_fail()
-        _platform.terminate(proc)
+        # What the server started in sessions of its own gets no signal to the group: found
+        # now, while the server (a subreaper) still holds them, and killed once it is gone.
+        self._strays = _platform.strays(proc.pid)
+        if not self.kill_requested:
+            _platform.terminate(proc)
         kill_at = time.monotonic() + self.spec.shutdown_timeout
         while True:
+            if self.kill_requested:
+                self._kill_all()
+                return
             remaining = kill_at - time.monotonic()
             if remaining <= 0:
                 self.killed = True
-                _platform.kill(proc)
+                self._kill_all()
                 return
-            if any(key.data == "exit" for key, _ in sel.select(min(remaining, _MAX_WAIT))):
-                return
+            for key, _ in sel.select(min(remaining, _MAX_WAIT)):
+                if key.data == "exit":
+                    return
+                if key.data == "control":
+                    self._drain_control()
 
     def _finish(self) -> None:
         """Kill what is left of the group, reap, drain the output, report."""
         proc = self._proc
         if proc is not None:
-            _platform.kill(proc)  # leftovers (workers); the unreaped leader keeps the group id ours
+            self._kill_all()  # leftovers (workers); the unreaped leader keeps the group id ours
             try:
                 proc.wait(timeout=_REAP_CAP)
             except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the kernel
@@ -334,6 +464,7 @@ class Supervisor:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self._remove_uds()
         if self.killed:
             self.note(
                 f"server-launcher: the server did not exit within {self.spec.shutdown_timeout:g} s "
@@ -345,7 +476,11 @@ class Supervisor:
         unclean = (
             self.killed
             or self.exited_on_its_own
-            or (self.ready.is_set() and not _platform.is_clean_exit(self.returncode))
+            or (
+                self.ready.is_set()
+                and not self.kill_requested
+                and not _platform.is_clean_exit(self.returncode)
+            )
         )
         self.log_path = self.output.close(keep_log=failed or unclean)
         if self._failure is not None and not (self.stop_requested and not self.ready.is_set()):
@@ -358,7 +493,7 @@ class Supervisor:
         spec = self.spec
         tail = self.output.tail()
         command = self.command or list(spec.display_prefix)
-        url = f"http://{_url_host(spec.connect_host)}:{self.port}{spec.health_path}"
+        url = self.health_url()
         if kind == "timeout":
             seen = (
                 f"the health check last answered {self._last_status}"
@@ -379,6 +514,13 @@ class Supervisor:
             reason = (
                 f"the server exited with {describe_returncode(self.returncode)} before it was "
                 f"ready (health check GET {url})"
+            )
+            if spec.kind == "module":  # where a ModuleNotFoundError in the tail looked first
+                reason += f"; it imported from the working directory {self._cwd!r} first"
+        elif kind == "tls" and spec.tls is not None:
+            reason = (
+                f"{reason} (health check GET {url}, serving TLS with {spec.tls.describe()}); "
+                "the server was killed"
             )
         return ServerStartError(
             reason,
@@ -408,9 +550,37 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int | None, scheme: str = "http") -> str:
     """``http://127.0.0.1:PORT`` (IPv6 hosts in brackets)."""
-    return f"http://{_url_host(host)}:{port}"
+    return f"{scheme}://{_url_host(host)}:{port}"
+
+
+def _no_password() -> str:
+    return ""
+
+
+def _check_tls(spec: LaunchSpec) -> ssl.SSLContext:
+    """Load the certificate and key as the server will, before anything starts; the probe's
+    (non-verifying) client context."""
+    tls = spec.tls
+    assert tls is not None
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # Never None: OpenSSL would then prompt on the terminal for an encrypted key's password.
+        server_side.load_cert_chain(tls.certfile, tls.keyfile, tls.password or _no_password)
+    except (ssl.SSLError, OSError) as exc:
+        detail = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        hint = {
+            "KEY_VALUES_MISMATCH": "the key does not belong to the certificate",
+            "BAD_DECRYPT": "the key's password (ssl_keyfile_password) is wrong",
+            "PEM_LIB": "a file is not a PEM certificate or key, or the password is wrong",
+        }.get(str(detail), "")
+        raise ServerStartError(
+            f"TLS: the server cannot serve TLS with {tls.describe()}: "
+            f"{hint + ' ' if hint else ''}({detail}); nothing was started",
+            command=spec.display_command(spec.port),
+        ) from None
+    return client_tls_context()
 
 
 def merged_env(env: Mapping[str, str | None] | None) -> dict[str, str]:

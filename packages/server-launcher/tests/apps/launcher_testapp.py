@@ -5,6 +5,8 @@ TESTAPP_HEALTH_STATUS=N           status of GET /health (default 200)
 TESTAPP_IGNORE_SIGTERM=1          ignore SIGTERM once started
 TESTAPP_PRINT_BYTES=N             print N bytes to stdout during start-up
 TESTAPP_SPAWN_CHILD=1             start a grandchild process and print its pid
+TESTAPP_SPAWN_SESSION=1           start a helper in a session of its own (start_new_session) that
+                                  prints a tick to the server's stdout every 10 ms; print its pid
 Routes: /health, /pid, /env/NAME, /stream (never ends), /print?n=N (prints N bytes),
 /say?TEXT (prints "said TEXT" as one line, then answers).
 """
@@ -20,6 +22,15 @@ import sys
 from typing import Any
 
 _children: list[subprocess.Popen[bytes]] = []
+# Survives a broken pipe (its reader gone): only a kill ends it.
+_TICKER = """import sys, time
+while True:
+    try:
+        print('helper tick', flush=True)
+    except OSError:
+        sys.stdout = open('/dev/null', 'w')
+    time.sleep(0.01)
+"""
 
 
 async def _send(send: Any, status: int, payload: object) -> None:
@@ -51,6 +62,12 @@ def create_app() -> Any:
                         sys.stdout.write("x" * (count - 1) + "\n")
                         sys.stdout.flush()
                         print("testapp: printed", count, flush=True)
+                    if os.environ.get("TESTAPP_SPAWN_SESSION"):
+                        helper = subprocess.Popen(  # noqa: ASYNC220 - once, at start-up
+                            [sys.executable, "-u", "-c", _TICKER], start_new_session=True
+                        )
+                        _children.append(helper)
+                        print(f"testapp: session helper pid {helper.pid}", flush=True)
                     if os.environ.get("TESTAPP_SPAWN_CHILD"):
                         child = subprocess.Popen(  # noqa: ASYNC220 - once, at start-up
                             [sys.executable, "-c", "import time; time.sleep(60)"]

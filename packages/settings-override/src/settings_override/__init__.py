@@ -7,6 +7,8 @@ with `get_current_settings().subprocess_env()`.
 
 from __future__ import annotations
 
+import types
+
 from ._environ import TemporaryEnviron, temporary_environ
 from ._errors import DuplicateSettingError, SettingValidationError, UnknownSettingError
 from ._override import TemporarySettings, temporary_settings
@@ -33,3 +35,13 @@ __all__ = [
     "temporary_environ",
     "temporary_settings",
 ]
+
+
+# Every public class and function names this package as its home, so reprs, tracebacks,
+# pickles and the docs' inventory show the path users import (`settings_override.X`), not a private
+# module.
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type | types.FunctionType):
+        _public.__module__ = __name__
+del _name, _public

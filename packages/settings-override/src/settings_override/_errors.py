@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 __all__ = [
     "DuplicateSettingError",
@@ -38,6 +39,10 @@ class UnknownSettingError(KeyError):
         """For each unknown key, the registered names it most resembles (may be empty)."""
         super().__init__(self.message)
 
+    def __reduce__(self) -> tuple[type[UnknownSettingError], tuple[object, ...]]:
+        # The default rebuilds from `args` (the message), which `__init__` does not take.
+        return type(self), (self.names, self.suggestions)
+
     @property
     def message(self) -> str:
         """The full, human readable explanation."""
@@ -69,10 +74,15 @@ class SettingValidationError(ValueError):
     def __init__(self, problems: Mapping[str, str], *, nothing_changed: bool = True) -> None:
         self.problems: dict[str, str] = dict(problems)
         """Every bad key (environment name) and what is wrong with it."""
+        self._nothing_changed = nothing_changed
         lines = [f"  {name}: {problem}" for name, problem in self.problems.items()]
         noun = "value" if len(lines) == 1 else "values"
         tail = "\nNothing was changed." if nothing_changed else ""
         super().__init__(f"invalid setting {noun}:\n" + "\n".join(lines) + tail)
+
+    def __reduce__(self) -> tuple[Callable[..., SettingValidationError], tuple[object, ...]]:
+        # The default rebuilds from `args` (the message), which `__init__` does not take.
+        return partial(type(self), nothing_changed=self._nothing_changed), (self.problems,)
 
 
 class DuplicateSettingError(ValueError):

@@ -548,8 +548,9 @@ class PydanticSettings(Generic[M]):
         """The current model plus export helpers (`subprocess_env`, ...)."""
         return PydanticSnapshot(self, current_state())
 
-    get_current_settings = snapshot
-    """The same as `snapshot()`, under the core package's name."""
+    def get_current_settings(self) -> PydanticSnapshot[M]:
+        """The same as `snapshot()`, under the core package's name."""
+        return self.snapshot()
 
     def temporary_settings(
         self,

@@ -25,16 +25,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 import selectors
 import sys
 import time
 from asyncio import base_events, selector_events
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
+from itertools import chain
 from typing import Any
 
 from ._driver import THREAD_POLL, Driver, unsupported
 from ._errors import VirtualClockError
+from ._others import other_waits, reads_all_the_time
 from ._patching import SharedPatch
 from ._tasks import describe_waiters
 
@@ -138,8 +141,8 @@ class AsyncioDriver(Driver):
 
     backend = "asyncio"
 
-    def __init__(self, end: float | None, io_grace: float) -> None:
-        super().__init__(end, io_grace)
+    def __init__(self, end: float | None, io_grace: float, **options: Any) -> None:
+        super().__init__(end, io_grace, **options)
         loop = asyncio.get_running_loop()
         if loop in _ACTIVE:
             raise VirtualClockError(
@@ -159,6 +162,12 @@ class AsyncioDriver(Driver):
             self._peek = poll if callable(poll) else None
         self._fresh = False
         self._base_time: Callable[[], float] = loop.time
+        resolution = getattr(loop, "_clock_resolution", None)
+        self._resolution: float = (
+            resolution
+            if isinstance(resolution, float)
+            else time.get_clock_info("monotonic").resolution
+        )
 
     # -- install / uninstall ---------------------------------------------------------------
     def install(self, stack: ExitStack) -> None:
@@ -204,6 +213,8 @@ class AsyncioDriver(Driver):
                 self._fresh = False
                 return []
             self.idle_since = None
+            if not self.loop._ready:  # type: ignore[attr-defined]
+                self._due()
             return self._note(self._real_select(0))
         self._fresh = False
         # Real I/O first, without blocking: it always gets through before a jump.
@@ -222,22 +233,36 @@ class AsyncioDriver(Driver):
         if self.busy and self.threads_hold():
             self.idle_since = None
             return self._note(self._real_select(THREAD_POLL))
-        if len(self._fd_map) > self._own_count:
-            hold = self.io.hold(self._watched(), time.perf_counter())
+        others = other_waits(self.thread, loop)
+        if others or len(self._fd_map) > self._own_count:
+            waits = chain(self._watched(), others) if others else self._watched()
+            hold = self.io.hold(waits, time.perf_counter())
             if hold > 0:
                 self.idle_since = None
-                return self._note(self._real_select(min(hold, _LONGEST_WAIT)))
+                # Another thread's wait ends without waking this loop: look again soon.
+                longest = THREAD_POLL if others else _LONGEST_WAIT
+                return self._note(self._real_select(min(hold, longest)))
         if timeout is None:
             return self._no_timer()
         when: float = loop._scheduled[0].when()
-        if when > self.limit and self.failure is None:
-            self.exceed(when)
-            return []
+        failed = self.failure is not None
+        if not self.may_jump(when):
+            return self._real_select(THREAD_POLL) if failed else []
         if when > self.now:
-            self.now = when
+            # `now + clock_resolution` must not round back to `now` (loop clocks past 2**24 s),
+            # or _run_once would never take the timer off the heap.
+            self.now = when if when + self._resolution > when else math.nextafter(when, math.inf)
         self.idle_since = None
         self._fresh = True
         return []
+
+    def _due(self) -> None:
+        """A timer is due but the loop may not see it: keep ``now + resolution > when``."""
+        scheduled: Any = self.loop._scheduled  # type: ignore[attr-defined]
+        if scheduled:
+            when: float = scheduled[0].when()
+            if when >= self.now + self._resolution:
+                self.now = math.nextafter(max(when, self.now), math.inf)
 
     def _note(self, events: list[Any]) -> list[Any]:
         """Tell the outside-I/O watch which descriptors just had an event."""
@@ -252,7 +277,7 @@ class AsyncioDriver(Driver):
         own = self._own_fd
         for fd, key in self._fd_map.items():
             if fd != own:
-                yield fd, key, _reads_all_the_time(key)
+                yield fd, key, reads_all_the_time(key)
 
     def _no_timer(self) -> list[Any]:
         left = self.grace_left()
@@ -272,22 +297,6 @@ class AsyncioDriver(Driver):
         return describe_waiters(
             (task.get_name(), task.get_coro()) for task in asyncio.all_tasks(self.loop)
         )
-
-
-def _reads_all_the_time(key: selectors.SelectorKey) -> bool:
-    """Whether the descriptor belongs to a transport that reads whether or not a task asks.
-
-    anyio's streams pause reading between ``receive()`` calls, and raw ``sock_recv`` or
-    ``add_reader`` waits register only while waiting: for those, being registered means a
-    task is waiting. asyncio's own transports read all the time.
-    """
-    data = key.data
-    reader = data[0] if isinstance(data, tuple) and data else None
-    owner = getattr(getattr(reader, "_callback", None), "__self__", None)
-    if not isinstance(owner, asyncio.BaseTransport):
-        return False
-    protocol = owner.get_protocol()
-    return type(protocol).__module__ != "anyio._backends._asyncio"
 
 
 def _shadow(stack: ExitStack, obj: Any, name: str, value: object) -> None:
@@ -349,6 +358,10 @@ def _make_write_hook(saved: Callable[..., Any]) -> Callable[..., Any]:
         driver = _ACTIVE.get(self._loop)
         if driver is not None:
             driver.io.sent(self._sock_fd, time.perf_counter())
+        elif _ACTIVE:  # another loop's request: the driven loops see it among other waits
+            now = time.perf_counter()
+            for other in list(_ACTIVE.values()):
+                other.io.sent(self._sock_fd, now)
         return saved(self, *args, **kwargs)
 
     return write

@@ -14,7 +14,7 @@ from types import TracebackType
 
 from fake_sleep import _modes
 
-from ._driver import IO_GRACE, Driver, check_seconds
+from ._driver import DEFAULT_MAX_JUMPS, IO_GRACE, Driver, check_seconds
 from ._errors import VirtualClockError
 
 __all__ = ["VirtualClock", "VirtualTime", "virtual_time"]
@@ -53,6 +53,7 @@ class VirtualClock:
         Timers that fall due fire at the next checkpoint (e.g. ``await anyio.sleep(0)``).
 
         Raises:
+            VirtualClockError: the block has ended (the clock is inert then).
             ValueError: `seconds` is negative, NaN or infinite.
             TypeError: `seconds` is not a number.
             VirtualTimeLimitExceeded: the move would pass ``end=``.
@@ -61,8 +62,13 @@ class VirtualClock:
 
     @property
     def end(self) -> float | None:
-        """The ``end=`` limit in virtual seconds since entry, or None."""
+        """The ``end=`` limit in virtual seconds since entry, or None (the default limit)."""
         return self._driver.end
+
+    @property
+    def grace_notes(self) -> list[str]:
+        """One line per wait that held the clock for a whole ``io_grace`` before a jump."""
+        return list(self._driver.grace_notes)
 
     @property
     def backend(self) -> str:
@@ -79,9 +85,16 @@ class VirtualTime:
     """The async context manager `virtual_time()` returns; see there."""
 
     def __init__(
-        self, *, end: float | None, time_time: bool, datetime_now: bool, io_grace: float
+        self,
+        *,
+        end: float | None,
+        time_time: bool,
+        datetime_now: bool,
+        io_grace: float,
+        max_jumps: float = DEFAULT_MAX_JUMPS,
     ) -> None:
         self._end = end
+        self._max_jumps = max_jumps
         self._time_time = time_time
         self._datetime_now = datetime_now
         self._io_grace = io_grace
@@ -108,7 +121,7 @@ class VirtualTime:
         if mixed is not None:
             raise VirtualClockError(mixed)
         # Looks up every hook the backend needs and raises, changing nothing, if one is missing.
-        driver = _make_driver(self._end, self._io_grace)
+        driver = _make_driver(self._end, self._io_grace, self._max_jumps)
         with ExitStack() as stack:
             driver.install(stack)  # one undo per change, taken back in reverse on failure
             _modes.enter("virtual_time")
@@ -139,7 +152,12 @@ class VirtualTime:
             swallowed = bool(driver.scope.__exit__(exc_type, exc, tb))
         finally:
             driver.scope = None
+            driver.ended = True
             self._undo.close()
+        if exc is not None and not swallowed:
+            note = driver.note_for(exc)
+            if note is not None:
+                _add_note(exc, note)
         failure = driver.failure
         if failure is not None and (swallowed or exc is not None):
             if exc is not None and not swallowed:
@@ -166,7 +184,16 @@ def _current_library() -> str | None:
         return None
 
 
-def _make_driver(end: float | None, io_grace: float) -> Driver:
+def _add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)``, also on Python 3.10 (where pytest and exceptiongroup show it)."""
+    add_note = getattr(error, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        error.__notes__ = [*getattr(error, "__notes__", ()), note]  # type: ignore[attr-defined]
+
+
+def _make_driver(end: float | None, io_grace: float, max_jumps: float) -> Driver:
     library = _current_library()
     if library is None:
         raise RuntimeError(
@@ -176,11 +203,11 @@ def _make_driver(end: float | None, io_grace: float) -> Driver:
     if library == "asyncio":
         from ._asyncio import AsyncioDriver
 
-        return AsyncioDriver(end, io_grace)
+        return AsyncioDriver(end, io_grace, max_jumps=max_jumps)
     if library == "trio":
         from ._trio import make_trio_driver
 
-        return make_trio_driver(end, io_grace)
+        return make_trio_driver(end, io_grace, max_jumps=max_jumps)
     raise RuntimeError(
         f"virtual_time() supports asyncio and trio, not {library!r}; run the code under anyio"
         " with the asyncio or trio backend"
@@ -193,14 +220,17 @@ def virtual_time(
     time_time: bool = False,
     datetime_now: bool = False,
     io_grace: float = IO_GRACE,
+    max_jumps: float = DEFAULT_MAX_JUMPS,
 ) -> VirtualTime:
     """Run the current event loop's clock in virtual time inside ``async with``.
 
-    Enter it inside running async code (an async test), on asyncio or trio::
+    Enter it inside running async code (an async test), on asyncio or trio:
 
-        async with virtual_time() as clock:
-            await anyio.sleep(3600)  # returns at once
-            assert clock.time() == 3600
+    ```python
+    async with virtual_time() as clock:
+        await anyio.sleep(3600)  # returns at once
+        assert clock.time() == 3600
+    ```
 
     Every wait on the loop clock completes at once, in deadline order. Time jumps, straight
     to the nearest timer, only when nothing real is pending: no task can run, no worker
@@ -235,10 +265,18 @@ def virtual_time(
     """
     if end is not None:
         end = check_seconds(end, "end")
-        if math.isinf(end):
-            end = None
     io_grace = check_seconds(io_grace, "io_grace")
+    if isinstance(max_jumps, bool) or not (isinstance(max_jumps, int) or max_jumps == math.inf):
+        raise TypeError(f"max_jumps must be a whole number or math.inf, got {max_jumps!r}")
+    if max_jumps < 1:
+        raise ValueError(f"max_jumps must be at least 1, got {max_jumps!r}")
     for name, flag in (("time_time", time_time), ("datetime_now", datetime_now)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    return VirtualTime(end=end, time_time=time_time, datetime_now=datetime_now, io_grace=io_grace)
+    return VirtualTime(
+        end=end,
+        time_time=time_time,
+        datetime_now=datetime_now,
+        io_grace=io_grace,
+        max_jumps=max_jumps,
+    )

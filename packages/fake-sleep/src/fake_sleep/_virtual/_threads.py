@@ -4,19 +4,21 @@ Virtual time stands still while a task waits for a worker thread started through
 entry point (``anyio.to_thread.run_sync``, ``asyncio.to_thread``, ``loop.run_in_executor``,
 ``trio.to_thread.run_sync``): the thread does real work, and a timer must not fire early.
 
-Two cases would freeze time for ever, because the worker keeps the clock still while it
+Three cases would freeze time for ever, because the worker keeps the clock still while it
 waits for something that needs the clock to move:
 
+- the worker waits in ``threading`` (an event, lock, condition, semaphore, barrier),
+  ``queue`` or ``concurrent.futures`` for something a task releases after a virtual sleep;
 - the worker is blocked in ``Thread.join()`` on a plain ``threading.Thread`` (which virtual
-  time does not track) while that thread itself waits, for example for an event that a task
-  sets after a virtual sleep;
+  time does not track) while that thread itself waits, for example for such an event;
 - the worker calls back into the event loop (``anyio.from_thread.run``/``run_sync``,
   ``trio.from_thread.run``/``run_sync``) and waits for code there that sleeps.
 
-`Workers.hold` spots both: when every busy worker has been stuck like that, unchanged, for
-`STALL_GRACE` real seconds, the workers let the clock make one jump; while they stay stuck,
-another one each `STALL_GRACE` seconds. Time moves on as it would if the worker were not
-there, and a worker that wakes meanwhile holds the clock again at once.
+`Workers.hold` spots all three from the threads' innermost Python frames: when every busy
+worker has been stuck like that, unchanged, for `STALL_GRACE` real seconds, the workers let
+the clock make one jump; while they stay stuck, another one each `STALL_GRACE` seconds. Time
+moves on as it would if the worker were not there, and a worker that wakes meanwhile holds
+the clock again at once.
 """
 
 from __future__ import annotations
@@ -167,6 +169,12 @@ class Workers:
         if own is not None and (_waiting(own) or _is_callback(own)) and _calls_back(own):
             return ident, ident, own.f_code, own.f_lineno
         target = _joined_thread(own)
+        if target is None:
+            if own is not None and _waiting(own):
+                # Blocked on a lock, event, queue or future: what releases it may be a task
+                # that needs the clock to move (or a thread virtual time cannot see).
+                return ident, ident, own.f_code, own.f_lineno
+            return None
         for _ in range(_MAX_CHAIN):
             if target is None or target.ident is None or target.ident in idents:
                 return None

@@ -17,12 +17,12 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-import select
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
+from itertools import chain
 from typing import Any, TypeGuard
 
 import trio
@@ -30,15 +30,12 @@ from trio.abc import Clock, Instrument
 
 from ._driver import DEADLOCK_GRACE, THREAD_POLL, Driver, unsupported
 from ._errors import VirtualClockError
+from ._others import other_waits, trio_waits, trio_wakeup_fd
 from ._patching import SharedPatch
 from ._tasks import describe_waiters
 
 __all__ = ["TrioVirtualClock", "make_trio_driver"]
 
-#: kqueue filters that wait on a file descriptor (absent where there is no kqueue).
-_KQUEUE_IO = frozenset(
-    getattr(select, name) for name in ("KQ_FILTER_READ", "KQ_FILTER_WRITE") if hasattr(select, name)
-)
 #: What a "don't jump, wait for something else" answer to trio's run loop looks like.
 _LONG_WAIT = 86400.0
 _SUBJECT = "this trio run"
@@ -123,8 +120,8 @@ class TrioVirtualClock(Driver, Clock):
 
     backend = "trio"
 
-    def __init__(self, end: float | None, io_grace: float) -> None:
-        super().__init__(end, io_grace)
+    def __init__(self, end: float | None, io_grace: float, **options: Any) -> None:
+        super().__init__(end, io_grace, **options)
         runner = _runner()
         if isinstance(runner.clock, TrioVirtualClock):
             raise VirtualClockError(
@@ -137,6 +134,7 @@ class TrioVirtualClock(Driver, Clock):
         self._registered: dict[Any, Any] | None = (
             registered if isinstance(registered, dict) else None
         )
+        self._wakeup_fd = trio_wakeup_fd(runner)
         self._token = trio.lowlevel.current_trio_token()
         root = trio.lowlevel.current_root_task()
         if root is None:  # pragma: no cover - only before the run has started
@@ -202,16 +200,19 @@ class TrioVirtualClock(Driver, Clock):
             self._stop_progress()
             return _LONG_WAIT
         registered = self._registered
-        if registered:
-            hold = self.io.hold(_watched(registered), time.perf_counter())
+        others = other_waits(self.thread, runner)
+        if registered or others:
+            waits = trio_waits(registered or {}, self._wakeup_fd)
+            hold = self.io.hold(chain(waits, others) if others else waits, time.perf_counter())
             if hold > 0:
                 self._stop_progress()
-                return hold
+                # Another thread's wait ends without waking this run: look again soon.
+                return min(hold, THREAD_POLL) if others else hold
         if deadline == math.inf:
             return self._no_timer()
-        if deadline > self.limit and self.failure is None:
-            self.exceed(deadline)
-            return 0.0
+        failed = self.failure is not None
+        if not self.may_jump(deadline):
+            return THREAD_POLL if failed else 0.0
         self._stop_progress()
         self._pending = deadline
         return 0.0
@@ -282,26 +283,9 @@ def _walk(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
             stack.extend(nursery.child_tasks)
 
 
-def _watched(registered: dict[Any, Any]) -> Iterator[tuple[int, object, bool]]:
-    """(fd, token, False) for each descriptor a task waits on; the token is the wait's entry.
-
-    epoll keeps one entry per descriptor while a task waits on it and drops it after; kqueue
-    keys its entries by ``(fd, filter)``. Either way the entry object stands for one wait.
-    """
-    for key, entry in list(registered.items()):
-        if isinstance(key, tuple):
-            fd, kind = key
-            if kind not in _KQUEUE_IO:  # a process or other kevent, not a descriptor
-                continue
-        else:
-            fd = key
-        if isinstance(fd, int):
-            yield fd, entry, False
-
-
-def make_trio_driver(end: float | None, io_grace: float) -> TrioVirtualClock:
+def make_trio_driver(end: float | None, io_grace: float, **options: Any) -> TrioVirtualClock:
     """The driver for the trio run of the calling task."""
-    return TrioVirtualClock(end, io_grace)
+    return TrioVirtualClock(end, io_grace, **options)
 
 
 def _make_threads_hook(saved: Callable[..., None]) -> Callable[..., None]:

@@ -1,8 +1,10 @@
 """Wall clocks that follow the virtual time: pendulum always, time.time and datetime on request.
 
 A followed wall clock returns the real time plus the virtual seconds jumped so far by the
-newest active `virtual_time()` that asked for it. The shift only grows while the block runs,
-so readings never go backwards, from any thread; on exit the clock is real again.
+`virtual_time()` block that asked for it and runs in the reading thread (the innermost, if
+nested); a thread with no block of its own (a worker thread) follows the newest block of the
+process. A block's shift only grows while it runs, so readings taken inside a block never go
+backwards, whatever blocks in other threads do; on exit that thread reads real time again.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ class _Followed:
         self._install = install
         self._uninstall: Callable[[], None] | None = None
         self.drivers: list[Driver] = []
+        #: The blocks of each thread that runs one, innermost last.
+        self.by_thread: dict[int, list[Driver]] = {}
 
     def shift(self) -> float:
+        own = self.by_thread.get(threading.get_ident())
         try:
-            driver = self.drivers[-1]
+            driver = own[-1] if own else self.drivers[-1]
         except IndexError:
             return 0.0
         return driver.now - driver.start
@@ -45,10 +50,16 @@ class _Followed:
         if self._uninstall is None:
             self._uninstall = self._install()  # may raise: then nothing was added
         self.drivers.append(driver)
+        self.by_thread.setdefault(driver.thread, []).append(driver)
 
     def remove(self, driver: Driver) -> None:
         if driver in self.drivers:
             self.drivers.remove(driver)
+        own = self.by_thread.get(driver.thread, [])
+        if driver in own:
+            own.remove(driver)
+            if not own:
+                del self.by_thread[driver.thread]
         if not self.drivers and self._uninstall is not None:
             uninstall, self._uninstall = self._uninstall, None
             uninstall()

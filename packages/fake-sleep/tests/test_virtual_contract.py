@@ -1,0 +1,359 @@
+"""The time model's contract, one test per way it was broken (issue 17), on asyncio and trio.
+
+Never hangs; never fires early while work is visibly under way (a worker thread, a peer in a
+child process, a subprocess); a grace that ran out says so; bounded by default; never past
+``end=``; monotonic across threads; inert after the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import math
+import multiprocessing
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fake_sleep import GRACE_NOTE_PREFIX, VirtualTime, VirtualTimeLimitExceeded, virtual_time
+
+pytestmark = pytest.mark.anyio
+
+#: Generous real-time bound around waits of about a second (>= 10x what they take).
+REAL_BOUND = 15.0
+#: A child's answer after this many real seconds must not be timed out.
+CHILD_DELAY = 1.0
+#: Loud enough that a busy machine never runs out of grace in these tests.
+GRACE = 20.0
+
+
+def _rescue(event: threading.Event) -> threading.Timer:
+    """Sets the event after 30 s of real time, so a regression fails instead of hanging."""
+    timer = threading.Timer(30, event.set)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+# -- a worker thread waiting on something a task releases after a virtual sleep ------------
+
+
+def _event_wait(release: threading.Event) -> Callable[[], object]:
+    return lambda: release.wait()
+
+
+def _queue_get(release: threading.Event) -> Callable[[], object]:
+    box: queue.Queue[int] = queue.Queue()
+    threading.Thread(target=lambda: (release.wait(), box.put(1)), daemon=True).start()
+    return box.get
+
+
+def _future_result(release: threading.Event) -> Callable[[], object]:
+    future: concurrent.futures.Future[int] = concurrent.futures.Future()
+    threading.Thread(target=lambda: (release.wait(), future.set_result(1)), daemon=True).start()
+    return future.result
+
+
+@pytest.mark.parametrize("wait", [_event_wait, _queue_get, _future_result])
+async def test_a_worker_waiting_for_a_task_that_sleeps_completes(
+    wait: Callable[[threading.Event], Callable[[], object]],
+) -> None:
+    """A worker blocked in threading/queue/concurrent.futures lets time move (no hang)."""
+    release = threading.Event()
+    rescue = _rescue(release)
+    blocked = wait(release)
+    started = time.perf_counter()
+    try:
+        async with virtual_time() as clock:
+
+            async def release_later() -> None:
+                await anyio.sleep(1)  # virtual: the clock must move for the worker to finish
+                release.set()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(release_later)
+                await anyio.to_thread.run_sync(blocked)
+            assert clock.time() >= 1
+    finally:
+        rescue.cancel()
+    assert time.perf_counter() - started < REAL_BOUND
+
+
+# -- I/O whose other end is in a child process ----------------------------------------------
+
+_ANSWER_LATER = (
+    "import os, socket, sys, time; time.sleep(float(sys.argv[2])); os.write(int(sys.argv[1]), b'x')"
+)
+
+
+def _child_writes(fd: int) -> subprocess.Popen[bytes]:
+    """A child that writes one byte to `fd` (inherited) after CHILD_DELAY real seconds."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _ANSWER_LATER, str(fd), str(CHILD_DELAY)], pass_fds=[fd]
+    )
+
+
+@pytest.fixture
+def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
+    children: list[subprocess.Popen[bytes]] = []
+    yield children
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+
+
+def _socketpair() -> tuple[int, list[object]]:
+    mine, theirs = socket.socketpair()
+    return theirs.fileno(), [mine, theirs]
+
+
+def _mp_pipe() -> tuple[int, list[object]]:
+    mine, theirs = multiprocessing.Pipe()
+    return theirs.fileno(), [mine, theirs]
+
+
+@pytest.mark.parametrize("make", [_socketpair, _mp_pipe], ids=["socketpair", "mp-pipe"])
+async def test_a_socket_pair_whose_peer_is_in_a_child_holds_the_clock(
+    make: Callable[[], tuple[int, list[object]]], reap: list[subprocess.Popen[bytes]]
+) -> None:
+    their_fd, ends = make()
+    mine = ends[0]
+    reap.append(_child_writes(their_fd))
+    try:
+        async with virtual_time(io_grace=GRACE) as clock:
+            with anyio.fail_after(30):
+                await anyio.wait_readable(mine.fileno())  # type: ignore[attr-defined]
+            assert clock.time() < 30
+    finally:
+        for end in ends:
+            end.close()  # type: ignore[attr-defined]
+
+
+async def test_an_accepted_unix_connection_from_a_child_holds_the_clock(
+    tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    path = str(tmp_path / "s")
+    script = (
+        "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+        " time.sleep(float(sys.argv[2])); s.sendall(b'x'); s.recv(1)"
+    )
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        child = [sys.executable, "-c", script, path, str(CHILD_DELAY)]
+        reap.append(subprocess.Popen(child))  # noqa: ASYNC220 - started before the block
+        listener.settimeout(30)
+        conn, _ = listener.accept()
+    with conn:
+        async with virtual_time(io_grace=GRACE) as clock:
+            with anyio.fail_after(30):
+                await anyio.wait_readable(conn)
+            assert clock.time() < 30
+        assert conn.recv(1) == b"x"
+
+
+# -- a subprocess the loop waits for (Python 3.10/3.11: no pidfd child watcher) -------------
+
+_SLEEP_CHILD = [sys.executable, "-c", f"import time; time.sleep({CHILD_DELAY})"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("how", ["wait_for", "plain"])
+async def test_waiting_for_an_asyncio_subprocess_holds_the_clock(how: str) -> None:
+    async with virtual_time(io_grace=GRACE) as clock:
+        proc = await asyncio.create_subprocess_exec(*_SLEEP_CHILD)
+        if how == "wait_for":
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        else:
+            assert await proc.wait() == 0  # no false deadlock
+        assert clock.time() < 30
+
+
+async def test_run_process_under_a_timeout_is_not_timed_out() -> None:
+    async with virtual_time(io_grace=GRACE) as clock:
+        with anyio.fail_after(30):
+            result = await anyio.run_process(_SLEEP_CHILD)
+        assert result.returncode == 0
+        assert clock.time() < 30
+
+
+# -- a grace that ran out says so ------------------------------------------------------------
+
+
+async def test_a_timeout_after_the_grace_ran_out_carries_a_note(
+    reap: list[subprocess.Popen[bytes]],
+) -> None:
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        child = subprocess.Popen(  # noqa: ASYNC220 - started before the block
+            [sys.executable, "-c", _ANSWER_LATER, str(theirs.fileno()), "30"],
+            pass_fds=[theirs.fileno()],
+        )
+        reap.append(child)
+
+        async def wait_with_a_short_grace() -> None:
+            async with virtual_time(io_grace=0.3):
+                with anyio.fail_after(5):
+                    await anyio.wait_readable(mine)
+
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError) as caught:
+            await wait_with_a_short_grace()
+        assert time.perf_counter() - started < REAL_BOUND
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert notes.startswith(GRACE_NOTE_PREFIX), notes
+    assert "io_grace=0.3" in notes, notes
+    assert "UNIX socket pair" in notes, notes  # which wait
+    assert "held the clock for" in notes, notes  # for how long
+    assert "raise the grace: virtual_time(io_grace=...)" in notes, notes
+
+
+# -- bounded by default; never past end= -----------------------------------------------------
+
+
+async def _livelock(delay: float, clock: VirtualTime) -> None:
+    async with clock:
+        while True:
+            await anyio.sleep(delay)
+
+
+async def test_a_livelock_without_end_fails_within_ten_virtual_years() -> None:
+    started = time.perf_counter()
+    block = virtual_time()
+    with pytest.raises(VirtualTimeLimitExceeded) as caught:
+        await _livelock(86400, block)
+    assert "end=" in str(caught.value)
+    assert "virtual_clock_end" in str(caught.value)
+    assert 9 * 365 * 86400 <= block.clock.time() <= 10 * 365.25 * 86400
+    assert time.perf_counter() - started < 10
+
+
+async def test_a_livelock_of_short_sleeps_fails_after_max_jumps() -> None:
+    block = virtual_time(max_jumps=1000)
+    with pytest.raises(VirtualTimeLimitExceeded, match="max_jumps=1000"):
+        await _livelock(1, block)
+    assert block.clock.time() == 1000
+
+
+async def _sleep_then_clean_up_with_a_sleep(block: VirtualTime) -> None:
+    async with block as clock:
+        try:
+            await anyio.sleep(1000)
+        finally:
+            # Cleanup that sleeps past the limit is cancelled too; time stays put.
+            if clock.backend == "asyncio":
+                await asyncio.sleep(500)
+            else:
+                await anyio.sleep(500)
+
+
+async def test_time_never_passes_end() -> None:
+    block = virtual_time(end=10)
+    with pytest.raises(VirtualTimeLimitExceeded):
+        await _sleep_then_clean_up_with_a_sleep(block)
+    assert block.clock.time() <= 10
+
+
+async def _advance_past(block: VirtualTime) -> None:
+    async with block as clock:
+        await anyio.sleep(5)
+        clock.advance(6)
+
+
+async def test_advance_past_end_raises() -> None:
+    block = virtual_time(end=10)
+    with pytest.raises(VirtualTimeLimitExceeded, match="past end=10"):
+        await _advance_past(block)
+    assert block.clock.time() == 5
+
+
+# -- huge loop clock values (hosts up for more than 194 days) -------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.timeout(60)
+async def test_jumps_work_at_loop_times_past_2_to_the_24() -> None:
+    loop = asyncio.get_running_loop()
+    real = loop.time
+    offset = 2.0**25
+    loop.time = lambda: real() + offset  # type: ignore[method-assign]
+    try:
+        async with virtual_time(end=1e9) as clock:
+            for _ in range(10):
+                await anyio.sleep(1)
+            with anyio.move_on_after(5):
+                await anyio.sleep(3600)
+            assert math.isclose(clock.time(), 15, abs_tol=1e-6)
+    finally:
+        vars(loop).pop("time", None)
+
+
+# -- monotonic across threads; inert after the end -----------------------------------------
+
+
+def test_two_blocks_in_two_threads_never_go_backwards() -> None:
+    import datetime
+
+    pendulum = pytest.importorskip("pendulum")
+    first_in = threading.Event()
+    second_in = threading.Event()
+    first_read = threading.Event()
+    second_done = threading.Event()
+    readings: list[tuple[float, float, float]] = []
+
+    def read() -> tuple[float, float, float]:
+        return (
+            time.time(),
+            datetime.datetime.now().timestamp(),
+            pendulum.now().timestamp(),
+        )
+
+    async def first() -> None:
+        async with virtual_time(time_time=True, datetime_now=True) as clock:
+            clock.advance(3600)
+            readings.append(read())
+            first_in.set()
+            await anyio.to_thread.run_sync(second_in.wait, 30)
+            readings.append(read())  # while the second block is active
+            first_read.set()
+            await anyio.to_thread.run_sync(second_done.wait, 30)
+            readings.append(read())  # after it ended
+
+    async def second() -> None:
+        await anyio.to_thread.run_sync(first_in.wait, 30)
+        async with virtual_time(time_time=True, datetime_now=True) as clock:
+            clock.advance(10)
+            second_in.set()
+            await anyio.to_thread.run_sync(first_read.wait, 30)
+        second_done.set()
+
+    threads = [
+        threading.Thread(target=anyio.run, args=(first,)),
+        threading.Thread(target=anyio.run, args=(second,)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(readings) == 3
+    for before, after in itertools.pairwise(readings):
+        for earlier, later in zip(before, after, strict=True):
+            assert later >= earlier, readings
+
+
+async def test_advance_after_the_block_ended_raises() -> None:
+    async with virtual_time() as clock:
+        await anyio.sleep(5)
+    assert clock.time() == 5  # still readable
+    with pytest.raises(RuntimeError, match="ended"):
+        clock.advance(1)
