@@ -14,7 +14,8 @@ option, then the ini options. Its arguments are checked right after collection.
 
 When a virtual_clock test fails with fake-sleep's io_grace note on its exception (or on one in
 its cause, context or group), `VirtualClockHooks` adds a report section naming the bundle's
-ways to raise the grace. The note is found by `GRACE_NOTE_PREFIX`, or by ``io_grace=`` in it.
+ways to raise the grace. The note is found by ``fake_sleep.GRACE_NOTE_PREFIX``, its start, or
+by ``io_grace=`` anywhere in it, so that a change of wording does not lose the hint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import sys
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +43,6 @@ VIRTUAL_MARKER_HELP = (
 )
 _MARKER_OPTIONS = ("io_grace", "end")
 
-#: How fake-sleep's note on a failure starts when virtual time jumped after io_grace ran out.
-GRACE_NOTE_PREFIX = "virtual_time(): io_grace"
 GRACE_SECTION = "virtual_clock: io_grace ran out"
 
 
@@ -163,6 +163,8 @@ def _seconds_problem(name: str, value: object) -> str | None:
 
 def _grace_notes(error: BaseException) -> list[str]:
     """fake-sleep's io_grace notes on `error`, its causes, contexts and group members."""
+    # fake-sleep is imported: a virtual_clock test ran. Its prefix, or a note naming io_grace=.
+    prefix = getattr(sys.modules.get("fake_sleep"), "GRACE_NOTE_PREFIX", None) or "io_grace="
     found: list[str] = []
     todo, seen = [error], set()
     while todo:
@@ -171,9 +173,7 @@ def _grace_notes(error: BaseException) -> list[str]:
             continue
         seen.add(id(current))
         for note in getattr(current, "__notes__", None) or ():
-            if isinstance(note, str) and (
-                note.startswith(GRACE_NOTE_PREFIX) or "io_grace=" in note
-            ):
+            if isinstance(note, str) and (note.startswith(prefix) or "io_grace=" in note):
                 found.append(note)
         todo.extend(getattr(current, "exceptions", None) or ())
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
