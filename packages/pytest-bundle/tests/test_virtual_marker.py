@@ -395,6 +395,12 @@ async def test_note_without_virtual_clock():
             [],
             "This test's io_grace: 2.5 s, from @pytest.mark.virtual_clock.",
         ),
+        (  # a long grace already: the hint suggests twice as long, never less than it has
+            "",
+            "",
+            ["--virtual-clock-io-grace=20.5"],
+            "This test's io_grace: 20.5 s, from the virtual_clock_io_grace option",
+        ),
     ],
 )
 def test_a_failure_with_the_grace_note_names_the_ways_to_raise_it(
@@ -413,11 +419,12 @@ def test_a_failure_with_the_grace_note_names_the_ways_to_raise_it(
     if mark:  # the module's marker gives the last test the fixture too
         expected.append("test_note_without_virtual_clock")
     assert names == sorted(f"{name}[{backend}]" for name in expected for backend in BACKENDS)
+    longer = 41 if "20.5" in source else 30
     for part in hinted:
         assert source in part
-        assert "@pytest.mark.virtual_clock(io_grace=30)" in part
-        assert "virtual_clock_io_grace = 30 in the ini file" in part
-        assert "--virtual-clock-io-grace=30" in part
+        assert f"@pytest.mark.virtual_clock(io_grace={longer})" in part
+        assert f"virtual_clock_io_grace = {longer} in the ini file" in part
+        assert f"--virtual-clock-io-grace={longer}" in part
 
 
 def test_the_hint_reaches_the_controller_under_xdist(pytester: pytest.Pytester) -> None:

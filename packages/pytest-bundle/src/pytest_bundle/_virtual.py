@@ -185,14 +185,15 @@ def grace_hint(error: BaseException, grace: float | None, source: str) -> str | 
     if not _grace_notes(error):
         return None
     now = "fake-sleep's default (no option set)" if grace is None else f"{grace:g} s, from {source}"
+    longer = 30 if grace is None else max(30, math.ceil(2 * grace))  # more than it has now
     return (
         "Virtual time stopped waiting for outside work (a server, a subprocess, another thread's"
         " event loop) after io_grace real seconds, and the test failed after that (see the note"
         f" on the exception above). This test's io_grace: {now}. If that work is slow but"
         " correct, give it longer:\n"
-        "- this test, class or module: @pytest.mark.virtual_clock(io_grace=30)\n"
-        "- every test: virtual_clock_io_grace = 30 in the ini file, or"
-        " --virtual-clock-io-grace=30 on the command line\n"
+        f"- this test, class or module: @pytest.mark.virtual_clock(io_grace={longer})\n"
+        f"- every test: virtual_clock_io_grace = {longer} in the ini file, or"
+        f" --virtual-clock-io-grace={longer} on the command line\n"
         "(math.inf / inf always waits for outside I/O.)"
     )
 
