@@ -285,6 +285,11 @@ def test_io_grace_from_the_marker_the_ini_and_the_command_line_reaches_the_clock
     else:
         result.assert_outcomes(failed=len(BACKENDS))
         result.stdout.fnmatch_lines(["*TimeoutError*"])
+        # fake-sleep's own note on the timeout brings the bundle's section to each report.
+        source = "@pytest.mark.virtual_clock" if mark else "the virtual_clock_io_grace option"
+        text = result.stdout.str()
+        assert text.count("virtual_clock: io_grace ran out") == len(BACKENDS), text
+        assert text.count(f"This test's io_grace: 0.05 s, from {source}.") == len(BACKENDS)
 
 
 @pytest.mark.parametrize(
@@ -317,12 +322,14 @@ def test_a_bad_io_grace_is_one_usage_error_at_start(
 # --- the hint in the report ---------------------------------------------------------------------
 
 # An exception as fake-sleep's virtual clock leaves it when a timeout fired after the grace ran
-# out: the note starts with the agreed prefix, or at least names io_grace=.
+# out: the note starts with fake_sleep.GRACE_NOTE_PREFIX, or at least names io_grace=.
 NOTED_FAILURE = """
 import sys
 
 import anyio
 import pytest
+
+from fake_sleep import GRACE_NOTE_PREFIX
 
 
 def noted(error, note):
@@ -338,7 +345,7 @@ MARK
 
 @pytest.mark.anyio
 async def test_prefix(virtual_clock):
-    raise noted(TimeoutError(), "virtual_time(): io_grace ran out after 2 s waiting for a socket")
+    raise noted(TimeoutError(), GRACE_NOTE_PREFIX + " after 2 s waiting for a socket")
 
 
 @pytest.mark.anyio
@@ -348,7 +355,7 @@ async def test_other_wording(virtual_clock):
 
 @pytest.mark.anyio
 async def test_in_a_group_under_a_cause(virtual_clock):
-    inner = noted(TimeoutError(), "virtual_time(): io_grace (2 s) ran out")
+    inner = noted(TimeoutError(), GRACE_NOTE_PREFIX + " (2 s)")
     try:
         raise ExceptionGroup("tasks", [inner]) if sys.version_info >= (3, 11) else inner
     except BaseException as group:
@@ -362,7 +369,7 @@ async def test_no_note(virtual_clock):
 
 @pytest.mark.anyio
 async def test_note_without_virtual_clock():
-    raise noted(TimeoutError(), "virtual_time(): io_grace ran out")
+    raise noted(TimeoutError(), GRACE_NOTE_PREFIX)
 """
 
 
@@ -388,6 +395,12 @@ async def test_note_without_virtual_clock():
             [],
             "This test's io_grace: 2.5 s, from @pytest.mark.virtual_clock.",
         ),
+        (  # a long grace already: the hint suggests twice as long, never less than it has
+            "",
+            "",
+            ["--virtual-clock-io-grace=20.5"],
+            "This test's io_grace: 20.5 s, from the virtual_clock_io_grace option",
+        ),
     ],
 )
 def test_a_failure_with_the_grace_note_names_the_ways_to_raise_it(
@@ -406,11 +419,12 @@ def test_a_failure_with_the_grace_note_names_the_ways_to_raise_it(
     if mark:  # the module's marker gives the last test the fixture too
         expected.append("test_note_without_virtual_clock")
     assert names == sorted(f"{name}[{backend}]" for name in expected for backend in BACKENDS)
+    longer = 41 if "20.5" in source else 30
     for part in hinted:
         assert source in part
-        assert "@pytest.mark.virtual_clock(io_grace=30)" in part
-        assert "virtual_clock_io_grace = 30 in the ini file" in part
-        assert "--virtual-clock-io-grace=30" in part
+        assert f"@pytest.mark.virtual_clock(io_grace={longer})" in part
+        assert f"virtual_clock_io_grace = {longer} in the ini file" in part
+        assert f"--virtual-clock-io-grace={longer}" in part
 
 
 def test_the_hint_reaches_the_controller_under_xdist(pytester: pytest.Pytester) -> None:

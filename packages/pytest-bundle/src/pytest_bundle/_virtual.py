@@ -14,7 +14,8 @@ option, then the ini options. Its arguments are checked right after collection.
 
 When a virtual_clock test fails with fake-sleep's io_grace note on its exception (or on one in
 its cause, context or group), `VirtualClockHooks` adds a report section naming the bundle's
-ways to raise the grace. The note is found by `GRACE_NOTE_PREFIX`, or by ``io_grace=`` in it.
+ways to raise the grace. The note is found by ``fake_sleep.GRACE_NOTE_PREFIX``, its start, or
+by ``io_grace=`` anywhere in it, so that a change of wording does not lose the hint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import sys
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +43,6 @@ VIRTUAL_MARKER_HELP = (
 )
 _MARKER_OPTIONS = ("io_grace", "end")
 
-#: How fake-sleep's note on a failure starts when virtual time jumped after io_grace ran out.
-GRACE_NOTE_PREFIX = "virtual_time(): io_grace"
 GRACE_SECTION = "virtual_clock: io_grace ran out"
 
 
@@ -163,6 +163,8 @@ def _seconds_problem(name: str, value: object) -> str | None:
 
 def _grace_notes(error: BaseException) -> list[str]:
     """fake-sleep's io_grace notes on `error`, its causes, contexts and group members."""
+    # fake-sleep is imported: a virtual_clock test ran. Its prefix, or a note naming io_grace=.
+    prefix = getattr(sys.modules.get("fake_sleep"), "GRACE_NOTE_PREFIX", None) or "io_grace="
     found: list[str] = []
     todo, seen = [error], set()
     while todo:
@@ -171,9 +173,7 @@ def _grace_notes(error: BaseException) -> list[str]:
             continue
         seen.add(id(current))
         for note in getattr(current, "__notes__", None) or ():
-            if isinstance(note, str) and (
-                note.startswith(GRACE_NOTE_PREFIX) or "io_grace=" in note
-            ):
+            if isinstance(note, str) and (note.startswith(prefix) or "io_grace=" in note):
                 found.append(note)
         todo.extend(getattr(current, "exceptions", None) or ())
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
@@ -185,14 +185,15 @@ def grace_hint(error: BaseException, grace: float | None, source: str) -> str | 
     if not _grace_notes(error):
         return None
     now = "fake-sleep's default (no option set)" if grace is None else f"{grace:g} s, from {source}"
+    longer = 30 if grace is None else max(30, math.ceil(2 * grace))  # more than it has now
     return (
         "Virtual time stopped waiting for outside work (a server, a subprocess, another thread's"
         " event loop) after io_grace real seconds, and the test failed after that (see the note"
         f" on the exception above). This test's io_grace: {now}. If that work is slow but"
         " correct, give it longer:\n"
-        "- this test, class or module: @pytest.mark.virtual_clock(io_grace=30)\n"
-        "- every test: virtual_clock_io_grace = 30 in the ini file, or"
-        " --virtual-clock-io-grace=30 on the command line\n"
+        f"- this test, class or module: @pytest.mark.virtual_clock(io_grace={longer})\n"
+        f"- every test: virtual_clock_io_grace = {longer} in the ini file, or"
+        f" --virtual-clock-io-grace={longer} on the command line\n"
         "(math.inf / inf always waits for outside I/O.)"
     )
 
