@@ -171,6 +171,31 @@ async def test_an_accepted_unix_connection_from_a_child_holds_the_clock(
         assert conn.recv(1) == b"x"
 
 
+# -- another event loop of the process, waiting on a child ---------------------------------
+
+
+@pytest.mark.parametrize("other", ["asyncio", "trio"])
+async def test_another_event_loop_waiting_on_a_child_holds_the_clock(
+    other: str, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    """A background thread runs its own loop (as Prefect's client does); the test polls it."""
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        reap.append(_child_writes(theirs.fileno()))
+        background = threading.Thread(
+            target=anyio.run, args=(_wait_readable, mine), kwargs={"backend": other}
+        )
+        background.start()
+        try:
+            async with virtual_time() as clock:
+                with anyio.fail_after(30):
+                    while background.is_alive():
+                        await anyio.sleep(0.01)
+                assert clock.time() < 30
+        finally:
+            background.join(30)
+
+
 # -- a subprocess the loop waits for (Python 3.10/3.11: no pidfd child watcher) -------------
 
 _SLEEP_CHILD = [sys.executable, "-c", f"import time; time.sleep({CHILD_DELAY})"]

@@ -9,7 +9,7 @@ the form `OutsideIO.hold` takes:
 - another asyncio loop (a ``BaseEventLoop._run_once`` frame): while it runs callbacks or has
   ready ones, one wait named after it; while it waits in its selector, each descriptor it
   waits on (its own wake-up socket left out), classified like this loop's own;
-- another trio run (an ``unrolled_run`` frame): the same, from its runner;
+- another trio run (a ``trio.run`` or ``unrolled_run`` frame): the same, from its runner;
 - a ``ThreadedChildWatcher`` thread (``_do_waitpid``): one wait per subprocess.
 
 Reads private names of asyncio and trio, each looked up defensively: a name that is missing
@@ -41,9 +41,13 @@ def _waitpid_code() -> CodeType | None:
     return getattr(getattr(watcher, "_do_waitpid", None), "__code__", None)
 
 
-def _trio_code() -> CodeType | None:
+def _trio_codes() -> tuple[CodeType | None, CodeType | None]:
+    """``trio.run`` (waits for I/O there) and ``unrolled_run`` (runs tasks), with ``runner``."""
     run = sys.modules.get("trio._core._run")
-    return getattr(getattr(run, "unrolled_run", None), "__code__", None)
+    return (
+        getattr(getattr(run, "run", None), "__code__", None),
+        getattr(getattr(run, "unrolled_run", None), "__code__", None),
+    )
 
 
 def reads_all_the_time(key: Any) -> bool:
@@ -139,7 +143,7 @@ _seen: dict[int, tuple[int, int, str, Any]] = {}
 def _find(innermost: FrameType) -> tuple[str, Any]:
     """What a thread's stack runs: ("asyncio", loop), ("trio", runner), ("pid", pid) or none."""
     waitpid = _waitpid_code()
-    trio_run = _trio_code()
+    trio_run, trio_unrolled = _trio_codes()
     frame: FrameType | None = innermost
     while frame is not None:
         code = frame.f_code
@@ -147,7 +151,7 @@ def _find(innermost: FrameType) -> tuple[str, Any]:
             return "asyncio", frame.f_locals.get("self")
         if code is waitpid and waitpid is not None:
             return "pid", frame.f_locals.get("expected_pid")
-        if code is trio_run and trio_run is not None:
+        if (code is trio_run or code is trio_unrolled) and code is not None:
             return "trio", frame.f_locals.get("runner")
         frame = frame.f_back
     return "", None
