@@ -1,4 +1,4 @@
-"""fake-sleep's virtual clock beside a real server, against the clock before it watched I/O.
+"""fake-sleep's virtual clock beside a real server, against the clock before (issue 17).
 
 Measures, on asyncio and trio (issue 10), each run in a fresh event loop as a test would be:
 
@@ -7,7 +7,8 @@ Measures, on asyncio and trio (issue 10), each run in a fresh event loop as a te
     virtual sleep between them: how many runs pass (no timeout), out of ``--runs``;
 (b) ``move_on_after(5)`` around ``sleep(10)`` beside an open client with an idle keep-alive
     connection: the real time it takes;
-(d) the same idle connection open while doing 1,000 virtual 60 s sleeps: the real time.
+(d) the same idle connection open while doing 1,000 virtual 60 s sleeps: the real time
+    (target: under 50 ms).
 
 The clock before (``--before``, read from git by ``bench_sleep.load_before``) runs the same
 bodies side by side; it gets ``--before-runs`` runs of (a), enough to show its failure rate.
@@ -152,8 +153,8 @@ def main() -> None:
             f"{row['timeout_real'] * 1000:.2f} ms of real time",
         )
         check(
-            f"(d) {backend}: {IDLE_SLEEPS} sleeps beside an idle connection under 1 s",
-            row["sleeps_real"] < 1.0,
+            f"(d) {backend}: {IDLE_SLEEPS} sleeps beside an idle connection under 50 ms",
+            row["sleeps_real"] < 0.05,
             f"{row['sleeps_real']:.3f} s",
         )
     print("  (c) pure-sleep throughput against the clock before: hatch run bench:sleep")

@@ -12,6 +12,7 @@ import concurrent.futures
 import itertools
 import math
 import multiprocessing
+import os
 import queue
 import socket
 import subprocess
@@ -112,27 +113,35 @@ def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
         child.wait()
 
 
-def _socketpair() -> tuple[int, list[object]]:
+async def _wait_readable(sock: socket.socket) -> None:
+    # anyio >= 4.7 calls it wait_readable; older releases wait_socket_readable.
+    wait = getattr(anyio, "wait_readable", None) or anyio.wait_socket_readable
+    await wait(sock)
+
+
+def _socketpair() -> tuple[socket.socket, int, list[object]]:
     mine, theirs = socket.socketpair()
-    return theirs.fileno(), [mine, theirs]
+    return mine, theirs.fileno(), [mine, theirs]
 
 
-def _mp_pipe() -> tuple[int, list[object]]:
+def _mp_pipe() -> tuple[socket.socket, int, list[object]]:
     mine, theirs = multiprocessing.Pipe()
-    return theirs.fileno(), [mine, theirs]
+    # On POSIX a duplex Pipe is a socket pair: wait on (a duplicate of) its descriptor.
+    sock = socket.socket(fileno=os.dup(mine.fileno()))
+    return sock, theirs.fileno(), [sock, mine, theirs]
 
 
 @pytest.mark.parametrize("make", [_socketpair, _mp_pipe], ids=["socketpair", "mp-pipe"])
 async def test_a_socket_pair_whose_peer_is_in_a_child_holds_the_clock(
-    make: Callable[[], tuple[int, list[object]]], reap: list[subprocess.Popen[bytes]]
+    make: Callable[[], tuple[socket.socket, int, list[object]]],
+    reap: list[subprocess.Popen[bytes]],
 ) -> None:
-    their_fd, ends = make()
-    mine = ends[0]
+    mine, their_fd, ends = make()
     reap.append(_child_writes(their_fd))
     try:
         async with virtual_time(io_grace=GRACE) as clock:
             with anyio.fail_after(30):
-                await anyio.wait_readable(mine.fileno())  # type: ignore[attr-defined]
+                await _wait_readable(mine)
             assert clock.time() < 30
     finally:
         for end in ends:
@@ -157,9 +166,34 @@ async def test_an_accepted_unix_connection_from_a_child_holds_the_clock(
     with conn:
         async with virtual_time(io_grace=GRACE) as clock:
             with anyio.fail_after(30):
-                await anyio.wait_readable(conn)
+                await _wait_readable(conn)
             assert clock.time() < 30
         assert conn.recv(1) == b"x"
+
+
+# -- another event loop of the process, waiting on a child ---------------------------------
+
+
+@pytest.mark.parametrize("other", ["asyncio", "trio"])
+async def test_another_event_loop_waiting_on_a_child_holds_the_clock(
+    other: str, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    """A background thread runs its own loop (as Prefect's client does); the test polls it."""
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        reap.append(_child_writes(theirs.fileno()))
+        background = threading.Thread(
+            target=anyio.run, args=(_wait_readable, mine), kwargs={"backend": other}
+        )
+        background.start()
+        try:
+            async with virtual_time() as clock:
+                with anyio.fail_after(30):
+                    while background.is_alive():
+                        await anyio.sleep(0.01)
+                assert clock.time() < 30
+        finally:
+            background.join(30)
 
 
 # -- a subprocess the loop waits for (Python 3.10/3.11: no pidfd child watcher) -------------
@@ -204,7 +238,7 @@ async def test_a_timeout_after_the_grace_ran_out_carries_a_note(
         async def wait_with_a_short_grace() -> None:
             async with virtual_time(io_grace=0.3):
                 with anyio.fail_after(5):
-                    await anyio.wait_readable(mine)
+                    await _wait_readable(mine)
 
         started = time.perf_counter()
         with pytest.raises(TimeoutError) as caught:

@@ -9,7 +9,7 @@ the form `OutsideIO.hold` takes:
 - another asyncio loop (a ``BaseEventLoop._run_once`` frame): while it runs callbacks or has
   ready ones, one wait named after it; while it waits in its selector, each descriptor it
   waits on (its own wake-up socket left out), classified like this loop's own;
-- another trio run (an ``unrolled_run`` frame): the same, from its runner;
+- another trio run (a ``trio.run`` or ``unrolled_run`` frame): the same, from its runner;
 - a ``ThreadedChildWatcher`` thread (``_do_waitpid``): one wait per subprocess.
 
 Reads private names of asyncio and trio, each looked up defensively: a name that is missing
@@ -41,9 +41,13 @@ def _waitpid_code() -> CodeType | None:
     return getattr(getattr(watcher, "_do_waitpid", None), "__code__", None)
 
 
-def _trio_code() -> CodeType | None:
+def _trio_codes() -> tuple[CodeType | None, CodeType | None]:
+    """``trio.run`` (waits for I/O there) and ``unrolled_run`` (runs tasks), with ``runner``."""
     run = sys.modules.get("trio._core._run")
-    return getattr(getattr(run, "unrolled_run", None), "__code__", None)
+    return (
+        getattr(getattr(run, "run", None), "__code__", None),
+        getattr(getattr(run, "unrolled_run", None), "__code__", None),
+    )
 
 
 def reads_all_the_time(key: Any) -> bool:
@@ -130,33 +134,64 @@ def _trio_waits(runner: Any, innermost: FrameType, name: str) -> Iterator[_Wait]
         yield from trio_waits(registered, trio_wakeup_fd(runner))
 
 
+#: Per thread: (id of its innermost frame, that frame's position, what its stack runs), so a
+#: thread still blocked at the same place is not walked again (the common case). Frames are
+#: not kept: holding them would keep their locals alive.
+_seen: dict[int, tuple[int, int, str, Any]] = {}
+
+
+def _find(innermost: FrameType) -> tuple[str, Any]:
+    """What a thread's stack runs: ("asyncio", loop), ("trio", runner), ("pid", pid) or none."""
+    waitpid = _waitpid_code()
+    trio_run, trio_unrolled = _trio_codes()
+    frame: FrameType | None = innermost
+    while frame is not None:
+        code = frame.f_code
+        if code is _RUN_ONCE:
+            return "asyncio", frame.f_locals.get("self")
+        if code is waitpid and waitpid is not None:
+            return "pid", frame.f_locals.get("expected_pid")
+        if (code is trio_run or code is trio_unrolled) and code is not None:
+            return "trio", frame.f_locals.get("runner")
+        frame = frame.f_back
+    return "", None
+
+
+def _thread_name(ident: int) -> str:
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.name
+    return str(ident)  # pragma: no cover - ended meanwhile
+
+
 def other_waits(own_thread: int, own: object) -> list[_Wait]:
     """Every wait of other threads that may wake this loop (empty when there are none)."""
     if threading.active_count() <= 1:
         return []
-    waitpid = _waitpid_code()
-    trio_run = _trio_code()
-    names = {thread.ident: thread.name for thread in threading.enumerate()}
     found: list[_Wait] = []
-    for ident, innermost in sys._current_frames().items():
+    frames = sys._current_frames()
+    if len(_seen) > 2 * len(frames) + 16:
+        for ident in [ident for ident in _seen if ident not in frames]:
+            del _seen[ident]
+    seen_get = _seen.get
+    for ident, innermost in frames.items():
         if ident == own_thread:
             continue
-        frame: FrameType | None = innermost
-        while frame is not None:
-            code = frame.f_code
-            if code is _RUN_ONCE:
-                loop = frame.f_locals.get("self")
-                if loop is not own and loop is not None:
-                    found.extend(_asyncio_waits(loop, innermost, names.get(ident, "?")))
-                break
-            if code is waitpid and waitpid is not None:
-                pid = frame.f_locals.get("expected_pid")
-                found.append((f"a subprocess (pid {pid}) an event loop waits for", "pid", False))
-                break
-            if code is trio_run and trio_run is not None:
-                runner = frame.f_locals.get("runner")
-                if runner is not None and runner is not own:
-                    found.extend(_trio_waits(runner, innermost, names.get(ident, "?")))
-                break
-            frame = frame.f_back
+        seen = seen_get(ident)
+        if seen is not None and seen[0] == id(innermost) and seen[1] == innermost.f_lasti:
+            kind = seen[2]
+            if not kind:
+                continue
+            payload = seen[3]
+        else:
+            kind, payload = _find(innermost)
+            _seen[ident] = (id(innermost), innermost.f_lasti, kind, payload)
+        if not kind or payload is None or payload is own:
+            continue
+        if kind == "asyncio":
+            found.extend(_asyncio_waits(payload, innermost, _thread_name(ident)))
+        elif kind == "trio":
+            found.extend(_trio_waits(payload, innermost, _thread_name(ident)))
+        else:
+            found.append((f"a subprocess (pid {payload}) an event loop waits for", "pid", False))
     return found
