@@ -120,6 +120,8 @@ def _target_file(example: Example, source: str) -> str | None:
 
 def _env(state: dict[str, Any]) -> dict[str, str]:
     env = dict(os.environ)
+    # The page's own HOME, but the machine's download caches (pip, uv), as a visitor has them.
+    env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     env["HOME"] = str(state["home"])
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_XDIST_WORKER", None)
