@@ -264,3 +264,10 @@ pytest_collect_file = Sybil(
     patterns=["docs/*.md", "README.md", "packages/*/README.md"],
     teardown=_teardown,
 ).pytest()
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """Remove the shell snippets' virtual environment: a run leaves nothing behind."""
+    for path in _VENV:
+        shutil.rmtree(path, ignore_errors=True)
+    _VENV.clear()
