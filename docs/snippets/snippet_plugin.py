@@ -120,6 +120,8 @@ def _target_file(example: Example, source: str) -> str | None:
 
 def _env(state: dict[str, Any]) -> dict[str, str]:
     env = dict(os.environ)
+    # The page's own HOME, but the machine's download caches (pip, uv), as a visitor has them.
+    env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     env["HOME"] = str(state["home"])
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_XDIST_WORKER", None)
@@ -262,3 +264,10 @@ pytest_collect_file = Sybil(
     patterns=["docs/*.md", "README.md", "packages/*/README.md"],
     teardown=_teardown,
 ).pytest()
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """Remove the shell snippets' virtual environment: a run leaves nothing behind."""
+    for path in _VENV:
+        shutil.rmtree(path, ignore_errors=True)
+    _VENV.clear()
