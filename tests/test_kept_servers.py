@@ -41,6 +41,10 @@ def create_app():
             "/api/version": VERSION,
             "/api/flag": os.environ.get("MYAPP_FLAG", ""),
         }
+        if scope["path"] == "/api/lazy":  # a module imported on request, after ready
+            import lazymod
+
+            answers["/api/lazy"] = lazymod.ANSWER
         body = answers.get(scope["path"], "").encode()
         await send({"type": "http.response.start", "status": 200 if body else 404,
                     "headers": [(b"content-length", str(len(body)).encode())]})
@@ -144,7 +148,7 @@ class Project:
     def run(self, *args: str) -> pytest.RunResult:
         (self.path / "seen.txt").unlink(missing_ok=True)
         result = self.pytester.runpytest("-p", "no:randomly", *args)
-        self.seen_pids |= {int(row[2]) for row in self.rows() if row[0] != "setup"}
+        self.seen_pids |= {int(r[2]) for r in self.rows() if r[0] in ("default", "pooled")}
         return result
 
     def rows(self) -> list[list[str]]:
@@ -376,3 +380,65 @@ def test_state_is_private_to_the_user(project: Project) -> None:
     key = (folders[0] / "key.json").read_text()
     assert "MYAPP_FLAG" in key
     assert '"a"' not in key  # names, never values
+
+
+def test_a_module_imported_on_request_is_part_of_the_fingerprint(project: Project) -> None:
+    (project.path / "lazymod.py").write_text('ANSWER = "old"\n')
+    project.pytester.makepyfile(
+        test_lazy="""
+        from conftest import get, note
+
+
+        def test_lazy(hosted_api_server):
+            note(hosted_api_server, "default")
+            with open("lazy.txt", "w") as f:
+                f.write(get(hosted_api_server, "/lazy"))
+        """
+    )
+    project.run("test_lazy.py").assert_outcomes(passed=1)
+    assert (project.path / "lazy.txt").read_text() == "old"
+    old = project.pid()
+    # The server notes what it imported later on its next tick (at most 1 s; 20 here).
+    modules = project.kept_folders()[0] / "modules.json"
+    deadline = time.monotonic() + 20
+    while "lazymod.py" not in modules.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (project.path / "lazymod.py").write_text('ANSWER = "new!"\n')
+    result = project.run("test_lazy.py")
+    result.assert_outcomes(passed=1)
+    assert (project.path / "lazy.txt").read_text() == "new!"
+    assert project.pid() != old
+    result.stdout.fnmatch_lines(["*restarted: app code changed: lazymod.py*"])
+
+
+def test_hosted_api_on_reuse_resets_an_adopted_server(project: Project) -> None:
+    (project.path / "conftest.py").write_text(
+        (project.path / "conftest.py").read_text()
+        + """
+
+@pytest.fixture(scope="session")
+def hosted_api_on_reuse():
+    def reset(url):
+        with OUT.open("a") as f:
+            f.write(f"reset {url}\\n")
+    return reset
+"""
+    )
+    project.run("test_app.py", "-k", "default").assert_outcomes(passed=1, deselected=1)
+    assert not [row for row in project.rows() if row[0] == "reset"]  # a new server
+    first = project.pid()
+    project.run("test_app.py", "-k", "default").assert_outcomes(passed=1, deselected=1)
+    resets = [row for row in project.rows() if row[0] == "reset"]
+    assert project.pid() == first
+    assert len(resets) == 1
+    assert resets[0][1].endswith("/api")  # the API URL, before any test used it
+
+
+def test_an_app_that_cannot_start_is_reported_and_nothing_is_kept(project: Project) -> None:
+    project.configure(env="MYAPP_FLAG=a\n    BROKEN=1")
+    app = project.path / "myapp.py"
+    app.write_text(app.read_text() + "\nif os.environ.get('BROKEN'):\n    raise SystemExit('no db')\n")
+    result = project.run("test_app.py", "-k", "default", "--show-capture=no")  # tail inline
+    result.assert_outcomes(errors=1, deselected=1)
+    result.stdout.fnmatch_lines(["*hosted_api_server could not start*", "*no db*"])
+    assert project.kept_folders() == []

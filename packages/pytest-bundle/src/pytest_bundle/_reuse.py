@@ -405,7 +405,8 @@ class Keeper:
         full_env = server_environment(env)
         options = _options_key(self.config, self.options.idle)
         reason: str | None = None
-        for folder in _children(slot):
+        # A restart on a given port (the default server died mid-session) starts a new one.
+        for folder in _children(slot) if port is None else []:
             hold = hold_kept(folder)
             if hold is None:
                 continue  # another session holds it now

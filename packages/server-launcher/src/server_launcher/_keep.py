@@ -398,23 +398,14 @@ def _serve(spec: dict[str, object]) -> None:
     stop = threading.Event()
 
     def watchdog() -> None:
-        status = int(str(spec["status"]))
-        deadline = time.monotonic() + float(str(spec["startup"]))
-        while not stop.is_set():  # a connection waits in the backlog until uvicorn serves
-            left = max(0.05, deadline - time.monotonic())
-            if _health_ok(port, str(spec["health_path"]), tls, left):
-                break
-            if time.monotonic() >= deadline or stop.wait(0.01):
-                os.close(status)
-                return
-        known = _module_files()
-        _write_private(os.path.join(folder, "modules.json"), json.dumps(known).encode())
-        scheme = "https" if tls else "http"
-        state = {"pid": os.getpid(), "port": port, "url": f"{scheme}://{_HOST}:{port}"}
-        _write_private(os.path.join(folder, "state.json"), json.dumps(state).encode())
-        os.write(status, b"ready\n")
-        os.close(status)
-        _expire_when_idle(folder, float(str(spec["idle"])), server, stop, len(known))
+        try:
+            _report_ready_then_expire(server, stop, folder, port, tls, spec)
+        except BaseException:  # never an orphan: a server without its watchdog exits
+            import traceback
+
+            traceback.print_exc()
+            server.should_exit = True
+            raise
 
     thread = threading.Thread(target=watchdog, name="kept-server watchdog", daemon=True)
     thread.start()
@@ -422,6 +413,35 @@ def _serve(spec: dict[str, object]) -> None:
         server.run(sockets=[sock])
     finally:
         stop.set()
+
+
+def _report_ready_then_expire(
+    server: object,
+    stop: threading.Event,
+    folder: str,
+    port: int,
+    tls: bool,
+    spec: dict[str, object],
+) -> None:
+    """Wait for the health path's 200, write the state files, report ready, then watch."""
+    status = int(str(spec["status"]))
+    deadline = time.monotonic() + float(str(spec["startup"]))
+    while not stop.is_set():  # a connection waits in the backlog until uvicorn serves
+        left = max(0.05, deadline - time.monotonic())
+        if _health_ok(port, str(spec["health_path"]), tls, left):
+            break
+        if time.monotonic() >= deadline or stop.wait(0.01):
+            os.close(status)
+            return
+    known = _module_files()
+    _write_private(os.path.join(folder, "modules.json"), json.dumps(known).encode())
+    scheme = "https" if tls else "http"
+    state = {"pid": os.getpid(), "port": port, "url": f"{scheme}://{_HOST}:{port}"}
+    _write_private(os.path.join(folder, "state.json"), json.dumps(state).encode())
+    with contextlib.suppress(OSError):  # the launcher may be gone (killed): kept all the same
+        os.write(status, b"ready\n")
+    os.close(status)
+    _expire_when_idle(folder, float(str(spec["idle"])), server, stop, len(known))
 
 
 def _expire_when_idle(
