@@ -437,7 +437,8 @@ def hosted_api_on_reuse():
 def test_an_app_that_cannot_start_is_reported_and_nothing_is_kept(project: Project) -> None:
     project.configure(env="MYAPP_FLAG=a\n    BROKEN=1")
     app = project.path / "myapp.py"
-    app.write_text(app.read_text() + "\nif os.environ.get('BROKEN'):\n    raise SystemExit('no db')\n")
+    broken = "\nif os.environ.get('BROKEN'):\n    raise SystemExit('no db')\n"
+    app.write_text(app.read_text() + broken)
     result = project.run("test_app.py", "-k", "default", "--show-capture=no")  # tail inline
     result.assert_outcomes(errors=1, deselected=1)
     result.stdout.fnmatch_lines(["*hosted_api_server could not start*", "*no db*"])
