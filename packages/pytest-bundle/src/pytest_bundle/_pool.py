@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, suppre
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._checks import looks_secret, short_repr
 from ._config import BundleConfig
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from server_launcher import RunningServer
 
     from ._errors import HostedApiServerError
+    from ._reuse import Keeper
     from ._sharing import SharedSlot
 
 # How an environment differs from the default server's: sorted (name, value) pairs, a value of
@@ -162,6 +163,8 @@ class ServerPool:
     _stopping: int = field(init=False, default=0)  # evicted servers still being stopped
     # The URL the session-scoped hosted_api_server fixture gave (pytest caches it).
     default_url: str | None = field(init=False, default=None)
+    # Kept servers (hosted_api_reuse): adopted from, and left for, other sessions.
+    keeper: Keeper | None = field(init=False, default=None)
 
     @property
     def size(self) -> int:
@@ -409,9 +412,7 @@ class ServerPool:
         from server_launcher import ServerStartError
 
         if entry.restart_port is not None:
-            context = run_server(
-                self.config, env, entry.state, log_dir, self.stats, port=entry.restart_port
-            )
+            context = self._launch(entry, env, log_dir, entry.restart_port)
             try:
                 server = context.__enter__()
             except ServerStartError as error:  # the port is taken (or still in TIME_WAIT)
@@ -419,8 +420,24 @@ class ServerPool:
             else:
                 entry.moved_because = None
                 return context, server
-        context = run_server(self.config, env, entry.state, log_dir, self.stats)
+        context = self._launch(entry, env, log_dir, None)
         return context, context.__enter__()
+
+    def _launch(
+        self, entry: _Entry, env: dict[str, str | None], log_dir: Path, port: int | None
+    ) -> AbstractContextManager[RunningServer]:
+        """Start a server of this session, or adopt a kept one (``hosted_api_reuse``)."""
+        if self.keeper is not None:
+            launch: AbstractContextManager[Any] = self.keeper.launch(
+                entry.variant, env, entry.state, self.stats, port
+            )
+            return launch
+        return run_server(self.config, env, entry.state, log_dir, self.stats, port=port)
+
+    def keeping(self) -> bool:
+        """Whether a server leaving the pool now is kept: the session is ending."""
+        with self._changed:
+            return self._closed
 
     def _watch(self, entry: _Entry, server: RunningServer, expected: threading.Event) -> None:
         """Wait for the server's exit; one we did not ask for is noted with the running test."""

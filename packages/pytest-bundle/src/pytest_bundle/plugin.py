@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from ._hosted import (
     default_settings_override,
 )
 from ._markers import MARKER, MARKER_HELP, marker_env, marker_problems
+from ._reuse import ReuseOptions, add_reuse_options, read_reuse
 from ._virtual import (
     VIRTUAL_MARKER_HELP,
     VirtualClockHooks,
@@ -55,6 +56,9 @@ _VIRTUAL_GRACE = pytest.StashKey[tuple[float | None, str]]()  # io_grace and whe
 _RECHECK = pytest.StashKey[SettingsRecheck]()
 _OUTPUT_LINES_IN_REPORT = 100
 _WORKER_FIGURES = "pytest_bundle_servers"
+_REUSE = pytest.StashKey[ReuseOptions]()
+_KEPT_NOTES = pytest.StashKey[list[str]]()  # the kept servers' summary lines (xdist: workers')
+_WORKER_KEPT = "pytest_bundle_kept"
 
 
 def _config(config: pytest.Config) -> BundleConfig:
@@ -63,11 +67,14 @@ def _config(config: pytest.Config) -> BundleConfig:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    add_reuse_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CONFIG] = read_config(config)
+    config.stash[_REUSE] = read_reuse(config)
+    config.stash[_KEPT_NOTES] = []
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", VIRTUAL_MARKER_HELP)
     config.pluginmanager.register(
@@ -79,6 +86,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RECHECK] = SettingsRecheck()
     if not _is_xdist_worker(config):
         config.pluginmanager.register(_WorkerUsageErrors(), "pytest-bundle-worker-usage-errors")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--hosted-api-stop-kept``: stop this rootdir's kept servers and exit, before collection."""
+    if not config.getoption("hosted_api_stop_kept", default=False):
+        return None
+    from ._reuse import state_root, stop_kept
+
+    read_reuse(config)  # a bad option is still an error
+    stopped, busy = stop_kept(state_root(config))
+    plural = "" if stopped == 1 else "s"
+    line = f"pytest-bundle: stopped {stopped} kept hosted API server{plural} of {config.rootpath}"
+    if busy:
+        holders = ", ".join(str(pid) for pid in sorted(busy) if pid) or "unknown"
+        line += f"; left {len(busy)} running, held by a running session (pid {holders})"
+    print(line, flush=True)  # before configure: no terminal reporter yet
+    return 0
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -139,10 +164,12 @@ class _WorkerUsageErrors:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     bundle = _config(config)
+    reuse = config.stash[_REUSE].header(bundle.shared)
     return [
         f"pytest-bundle: hosted_api_app={bundle.app} (prefix {bundle.prefix or '/'}), "
         f"url setting={bundle.url_setting}, server pool size {bundle.pool_size}"
-        + (", shared servers under xdist" if bundle.shared else "")
+        + (", shared servers under xdist" if bundle.shared else ""),
+        *([reuse] if reuse else []),
     ]
 
 
@@ -153,6 +180,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     line = stats.summary(_config(config).pool_size) if stats is not None else None
     if line:
         terminalreporter.write_line(line)
+    for kept in config.stash.get(_KEPT_NOTES, []):
+        terminalreporter.write_line(kept)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -161,6 +190,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     stats = session.config.stash.get(_STATS, None)
     if output is not None and stats is not None:
         output[_WORKER_FIGURES] = stats.as_dict()
+        output[_WORKER_KEPT] = session.config.stash.get(_KEPT_NOTES, [])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -170,6 +200,12 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     stats = node.config.stash.get(_STATS, None)
     if figures and stats is not None:
         stats.add(figures)
+    worker = getattr(node, "workerinput", {}).get("workerid", "?")
+    notes = node.config.stash.get(_KEPT_NOTES, None)
+    if notes is not None:
+        notes.extend(
+            f"{line} [{worker}]" for line in getattr(node, "workeroutput", {}).get(_WORKER_KEPT, [])
+        )
 
 
 # --- which servers a test uses, and their failures ------------------------------------------
@@ -358,6 +394,15 @@ def hosted_api_settings_override() -> SettingsOverride:
     return default_settings_override()
 
 
+@pytest.fixture(scope="session")
+def hosted_api_on_reuse() -> Callable[[str], object] | None:
+    """With ``hosted_api_reuse``: called with the API URL of a kept server before this session
+    adopts it (default: None, nothing). Redefine it in a ``conftest.py`` (session scope) to reset
+    the state a kept server holds, e.g. empty its database; if it raises, the kept server is
+    stopped and a fresh one started."""
+    return None
+
+
 # --- the documented fixtures ---------------------------------------------------------------------
 
 
@@ -365,6 +410,7 @@ def hosted_api_settings_override() -> SettingsOverride:
 def _hosted_api_pool(
     request: pytest.FixtureRequest,
     hosted_api_env: object,  # checked: an override may return anything
+    hosted_api_on_reuse: Callable[[str], object] | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerPool]:
     """The session's servers, one per environment, stopped when the session ends."""
@@ -392,11 +438,20 @@ def _hosted_api_pool(
         environ_undo=holders.environ_undo,
     )
     pool.state(DEFAULT).used_by.add("hosted_api_server")
+    reuse = config.stash[_REUSE]
+    if reuse.active and sharing is None:
+        from ._reuse import Keeper, state_root
+
+        pool.keeper = Keeper(
+            bundle, reuse, state_root(config), worker, pool.keeping, hosted_api_on_reuse
+        )
     config.stash[_POOL] = pool
     try:
         yield pool
     finally:
         pool.close()
+        if pool.keeper is not None:
+            config.stash[_KEPT_NOTES].extend(pool.keeper.summary())
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 
 from ._errors import ServerStartError, ServerStartTimeout, ServerStopWarning
+from ._keep import KeptHold, KeptServer, hold_kept, start_kept_server
 from ._launch import DEMO_APP, RunningServer, ServerLauncher, launch_server
 from ._platform import pid_alive
 
@@ -16,14 +17,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEMO_APP",
+    "KeptHold",
+    "KeptServer",
     "RunningServer",
     "ServerLauncher",
     "ServerStartError",
     "ServerStartTimeout",
     "ServerStopWarning",
     "__version__",
+    "hold_kept",
     "launch_server",
     "pid_alive",
+    "start_kept_server",
 ]
 
 
