@@ -245,9 +245,12 @@ class AsyncioDriver(Driver):
         if timeout is None:
             return self._no_timer()
         when: float = loop._scheduled[0].when()
-        failed = self.failure is not None
-        if not self.may_jump(when):
-            return self._real_select(THREAD_POLL) if failed else []
+        if when <= self.limit and self.jumps < self.max_jumps and not self.io.expired:
+            self.jumps += 1  # the common case of `may_jump`, inline on the hot path
+        else:
+            failed = self.failure is not None
+            if not self.may_jump(when):
+                return self._real_select(THREAD_POLL) if failed else []
         if when > self.now:
             # `now + clock_resolution` must not round back to `now` (loop clocks past 2**24 s),
             # or _run_once would never take the timer off the heap.

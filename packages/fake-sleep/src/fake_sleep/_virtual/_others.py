@@ -164,9 +164,17 @@ def _thread_name(ident: int) -> str:
     return str(ident)  # pragma: no cover - ended meanwhile
 
 
+#: threading's table of running threads, read without its lock on the hot path (one jump);
+#: ``threading.active_count()`` where it is missing.
+_ACTIVE_THREADS: Any = getattr(threading, "_active", None)
+
+
 def other_waits(own_thread: int, own: object) -> list[_Wait]:
     """Every wait of other threads that may wake this loop (empty when there are none)."""
-    if threading.active_count() <= 1:
+    if _ACTIVE_THREADS is not None:
+        if len(_ACTIVE_THREADS) <= 1:
+            return []
+    elif threading.active_count() <= 1:  # pragma: no cover - a threading without _active
         return []
     found: list[_Wait] = []
     frames = sys._current_frames()

@@ -210,9 +210,12 @@ class TrioVirtualClock(Driver, Clock):
                 return min(hold, THREAD_POLL) if others else hold
         if deadline == math.inf:
             return self._no_timer()
-        failed = self.failure is not None
-        if not self.may_jump(deadline):
-            return THREAD_POLL if failed else 0.0
+        if deadline <= self.limit and self.jumps < self.max_jumps and not self.io.expired:
+            self.jumps += 1  # the common case of `may_jump`, inline on the hot path
+        else:
+            failed = self.failure is not None
+            if not self.may_jump(deadline):
+                return THREAD_POLL if failed else 0.0
         self._stop_progress()
         self._pending = deadline
         return 0.0
