@@ -60,7 +60,7 @@ def _state(example: Example) -> dict[str, Any]:
     namespace = example.namespace
     state: dict[str, Any] | None = namespace.get("__snippets__")
     if state is None:
-        home = Path(tempfile.mkdtemp(prefix="snippets-"))
+        home = Path(tempfile.mkdtemp(prefix="page-", dir=_basetemp(example)))
         state = {
             "home": home,
             "cwd": home,
@@ -71,7 +71,12 @@ def _state(example: Example) -> dict[str, Any]:
     return state
 
 
-def _venv() -> Path:
+def _basetemp(example: Example) -> Path:
+    """pytest's temp folder for this run (its retention removes old runs' folders)."""
+    return Path(example.namespace["tmp_path_factory"].getbasetemp())
+
+
+def _venv(example: Example) -> Path:
     """One fresh virtual environment for the session's shell snippets (made on first use).
 
     uv makes it and puts in, from its cache, the third-party packages the snippets' installs
@@ -82,7 +87,7 @@ def _venv() -> Path:
     """
     if not _VENV:
         _SEED[:] = _seed()
-        path = Path(tempfile.mkdtemp(prefix="snippets-venv-"))
+        path = Path(tempfile.mkdtemp(prefix="venv-", dir=_basetemp(example)))
         uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
         python = str(path / "bin" / "python")
         _check([uv, "venv", "--quiet", "--seed", "--python", sys.executable, str(path)])
@@ -208,8 +213,9 @@ def evaluate_bash(example: Example) -> str | None:
     in_clone = any(_CWD_DIRECTIVE.search(line) for line in before)
     start = ROOT if in_clone else Path(state["cwd"])
     env = _env(state)
-    env["PATH"] = f"{_venv() / 'bin'}{os.pathsep}{env['PATH']}"
-    env["VIRTUAL_ENV"] = str(_venv())
+    venv_path = _venv(example)
+    env["PATH"] = f"{venv_path / 'bin'}{os.pathsep}{env['PATH']}"
+    env["VIRTUAL_ENV"] = str(venv_path)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_BUILD_ISOLATION"] = "0"  # pip reads this as --no-build-isolation (see _venv)
     marker = Path(state["home"]) / ".snippet-cwd"
@@ -249,7 +255,9 @@ class _ClearNamespace(ClearNamespaceParser):
     @staticmethod
     def _clear(example: Example) -> None:
         _teardown(example.namespace)
+        factory = example.namespace["tmp_path_factory"]
         example.namespace.clear()
+        example.namespace["tmp_path_factory"] = factory
 
 
 pytest_collect_file = Sybil(
@@ -263,11 +271,16 @@ pytest_collect_file = Sybil(
     path=str(ROOT),
     patterns=["docs/*.md", "README.md", "packages/*/README.md"],
     teardown=_teardown,
+    fixtures=["tmp_path_factory"],
 ).pytest()
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     """Remove the shell snippets' virtual environment: a run leaves nothing behind."""
     for path in _VENV:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, onerror=_report_leftover)
     _VENV.clear()
+
+
+def _report_leftover(function: Any, path: str, excinfo: Any) -> None:
+    print(f"snippet tests: could not remove {path}: {excinfo[1]}", file=sys.stderr)
