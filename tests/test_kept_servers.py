@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-APP = '''
+APP = """
 import os
 import time
 
@@ -51,9 +51,9 @@ def create_app():
         await send({"type": "http.response.body", "body": body})
 
     return app
-'''
+"""
 
-CONFTEST = '''
+CONFTEST = """
 import http.client
 import os
 import time
@@ -89,9 +89,9 @@ def timed_server(request):
     with OUT.open("a") as f:
         f.write(f"setup {time.perf_counter() - started:.4f}\\n")
     return url
-'''
+"""
 
-TESTS = '''
+TESTS = """
 import os
 from pathlib import Path
 
@@ -106,9 +106,9 @@ def test_default(timed_server):
 @pytest.mark.hosted_api_env(MYAPP_FLAG="pooled")
 def test_pooled(use_hosted_api_server):
     note(use_hosted_api_server, "pooled")
-'''
+"""
 
-BLOCKING_TEST = '''
+BLOCKING_TEST = """
 import time
 from pathlib import Path
 
@@ -122,7 +122,7 @@ def test_waits_for_go(hosted_api_server):
     deadline = time.monotonic() + 60
     while not (here / "go.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-'''
+"""
 
 INI = """
 [pytest]
