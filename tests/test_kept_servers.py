@@ -443,3 +443,12 @@ def test_an_app_that_cannot_start_is_reported_and_nothing_is_kept(project: Proje
     result.assert_outcomes(errors=1, deselected=1)
     result.stdout.fnmatch_lines(["*hosted_api_server could not start*", "*no db*"])
     assert project.kept_folders() == []
+
+
+def test_a_server_stopped_to_stay_within_the_pool_size_is_not_kept(project: Project) -> None:
+    # The pooled test first: its server is evicted when it ends (the last test's is kept).
+    order = ["test_app.py::test_pooled", "test_app.py::test_default"]
+    project.run("--hosted-api-pool-size=1", *order).assert_outcomes(passed=2)
+    assert _wait_gone(project.pid("pooled"), 30)  # evicted mid-session: stopped, not kept
+    assert _alive(project.pid())  # the default server, held to the end: kept
+    assert len(project.kept_folders()) == 1
