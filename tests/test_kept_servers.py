@@ -296,6 +296,12 @@ def test_a_held_kept_server_never_expires(project: Project) -> None:
         while time.monotonic() < blocker_deadline:
             assert _alive(pid)
             time.sleep(0.1)
+        # --hosted-api-stop-kept leaves a held server alone, naming the session holding it.
+        result = project.pytester.runpytest("--hosted-api-stop-kept")
+        result.stdout.fnmatch_lines(
+            [f"*stopped 0 kept*; left 1 running, held by a running session (pid {blocker.pid})"]
+        )
+        assert _alive(pid)
     finally:
         (project.path / "go.txt").write_text("go")
         output = blocker.communicate(timeout=60)[0].decode()
