@@ -71,3 +71,34 @@ def test_files_are_private(tmp_path: Path) -> None:
     finally:
         server.stop()
         hold.release()
+
+
+def test_a_kept_server_serves_https(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    import ssl
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(certfile))
+    leaf.private_key_pem.write_to_path(str(keyfile))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    folder = _folder(tmp_path)
+    hold = hold_kept(folder)
+    assert hold is not None
+    server = start_kept_server(
+        folder,
+        DEMO,
+        health_path="/api/health",
+        idle_timeout=60,
+        ssl_certfile=str(certfile),
+        ssl_keyfile=str(keyfile),
+    )
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        with httpx.Client(verify=context) as client:
+            assert client.get(server.url + "/api/health").status_code == 200
+    finally:
+        server.stop()
+        hold.release()
