@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-APP = '''
+APP = """
 import os
 import time
 
@@ -51,9 +51,9 @@ def create_app():
         await send({"type": "http.response.body", "body": body})
 
     return app
-'''
+"""
 
-CONFTEST = '''
+CONFTEST = """
 import http.client
 import os
 import time
@@ -89,9 +89,9 @@ def timed_server(request):
     with OUT.open("a") as f:
         f.write(f"setup {time.perf_counter() - started:.4f}\\n")
     return url
-'''
+"""
 
-TESTS = '''
+TESTS = """
 import os
 from pathlib import Path
 
@@ -106,9 +106,9 @@ def test_default(timed_server):
 @pytest.mark.hosted_api_env(MYAPP_FLAG="pooled")
 def test_pooled(use_hosted_api_server):
     note(use_hosted_api_server, "pooled")
-'''
+"""
 
-BLOCKING_TEST = '''
+BLOCKING_TEST = """
 import time
 from pathlib import Path
 
@@ -122,7 +122,7 @@ def test_waits_for_go(hosted_api_server):
     deadline = time.monotonic() + 60
     while not (here / "go.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-'''
+"""
 
 INI = """
 [pytest]
@@ -296,6 +296,12 @@ def test_a_held_kept_server_never_expires(project: Project) -> None:
         while time.monotonic() < blocker_deadline:
             assert _alive(pid)
             time.sleep(0.1)
+        # --hosted-api-stop-kept leaves a held server alone, naming the session holding it.
+        result = project.pytester.runpytest("--hosted-api-stop-kept")
+        result.stdout.fnmatch_lines(
+            [f"*stopped 0 kept*; left 1 running, held by a running session (pid {blocker.pid})"]
+        )
+        assert _alive(pid)
     finally:
         (project.path / "go.txt").write_text("go")
         output = blocker.communicate(timeout=60)[0].decode()
@@ -443,3 +449,12 @@ def test_an_app_that_cannot_start_is_reported_and_nothing_is_kept(project: Proje
     result.assert_outcomes(errors=1, deselected=1)
     result.stdout.fnmatch_lines(["*hosted_api_server could not start*", "*no db*"])
     assert project.kept_folders() == []
+
+
+def test_a_server_stopped_to_stay_within_the_pool_size_is_not_kept(project: Project) -> None:
+    # The pooled test first: its server is evicted when it ends (the last test's is kept).
+    order = ["test_app.py::test_pooled", "test_app.py::test_default"]
+    project.run("--hosted-api-pool-size=1", *order).assert_outcomes(passed=2)
+    assert _wait_gone(project.pid("pooled"), 30)  # evicted mid-session: stopped, not kept
+    assert _alive(project.pid())  # the default server, held to the end: kept
+    assert len(project.kept_folders()) == 1

@@ -44,13 +44,18 @@ _LOCK_WAIT = 0.2  # the server's own idle probe holds the lock for microseconds
 
 
 class KeptHold:
-    """An exclusive hold on a kept server's folder; ``release()`` (or process exit) ends it."""
+    """An exclusive hold on a kept server's folder; ``release()`` (or process exit) ends it.
+
+    Thread-safe; releasing twice does nothing.
+    """
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
+        self._lock = threading.Lock()
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
+        with self._lock:
+            fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the only descriptor releases the flock
 
