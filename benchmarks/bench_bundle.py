@@ -7,12 +7,18 @@ documented algorithm (free port by bind-close, a fixed 0.1 s health poll with a 
 plugin switched off. Sessions alternate; medians are printed with the difference and ratio.
 Also printed: the plugin's import cost (``-X importtime``) in a session that uses no fixture.
 
-Usage: hatch run bench:bundle [--rounds N]
+Then the cost per test over 1,000 trivial tests, each variant's sessions interleaved: a test
+that uses no fixture of ours (the plugin installed vs ``-p no:pytest_bundle``), and one that uses
+``use_hosted_api_server`` (vs a hand-written session fixture around ``launch_server`` plus a
+``monkeypatch.setenv`` fixture). Time runs from the first test's start to the session's end.
+
+Usage: hatch run bench:bundle [--rounds N] [--per-test-rounds N] [--per-test-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -183,10 +189,145 @@ def _plugin_import_ms() -> float:
     raise SystemExit("pytest_bundle.plugin not found in -X importtime output")
 
 
+# --- per-test cost: what a test pays, measured from the first test to the last ----------------
+
+PER_TEST_CLOCK = """
+import time
+
+import pytest
+
+_marks = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logstart(nodeid, location):
+    if not _marks:
+        _marks.append(time.perf_counter())
+
+
+def pytest_sessionfinish(session):
+    if _marks and session.testscollected:
+        per_test = (time.perf_counter() - _marks[0]) / session.testscollected
+        print(f"\\nPER_TEST_US={per_test * 1e6:.2f}")
+"""
+
+PLAIN_TESTS = """
+import pytest
+
+
+@pytest.mark.parametrize("n", range({count}))
+def test_plain(n):
+    pass
+"""
+
+USE_TESTS = """
+import pytest
+
+
+@pytest.mark.parametrize("n", range({count}))
+def test_use(use_hosted_api_server, n):
+    pass
+"""
+
+# The hand-written equivalent of use_hosted_api_server: a session fixture that starts the same
+# server with launch_server, and a function fixture that points the variable at it.
+HAND_WRITTEN = """
+import pytest
+from server_launcher import launch_server
+
+
+@pytest.fixture(scope="session")
+def _server():
+    with launch_server("server_launcher.demo:create_app", health_path="/api/health") as server:
+        yield server.url + "/api"
+
+
+@pytest.fixture
+def use_hosted_api_server(_server, monkeypatch):
+    monkeypatch.setenv("API_URL", _server)
+    yield _server
+"""
+
+
+def _per_test_us(folder: Path, *extra: str) -> float:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-p",
+            "perclock",
+            *extra,
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(folder)},
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"session failed in {folder}:\n{result.stdout}\n{result.stderr}")
+    for line in result.stdout.splitlines():
+        if line.startswith("PER_TEST_US="):
+            return float(line.split("=", 1)[1])
+    raise SystemExit(f"no PER_TEST_US line in:\n{result.stdout}")
+
+
+def per_test_costs(rounds: int, count: int) -> None:
+    """Cost per test over ``count`` trivial tests: with no fixture of ours (plugin installed vs
+    ``-p no:pytest_bundle``) and with ``use_hosted_api_server`` (vs the hand-written fixtures)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {}
+        for name, tests, conftest in (
+            ("plain", PLAIN_TESTS, ""),
+            ("use", USE_TESTS, ""),
+            ("hand", USE_TESTS, HAND_WRITTEN),
+        ):
+            folder = folders[name] = Path(tmp, name)
+            folder.mkdir()
+            (folder / "perclock.py").write_text(PER_TEST_CLOCK)
+            (folder / "test_many.py").write_text(tests.format(count=count))
+            if conftest:
+                (folder / "conftest.py").write_text(conftest)
+        runs: dict[str, list[float]] = {key: [] for key in ("bare", "plain", "hand", "use")}
+        for _ in range(rounds):  # interleaved, so that load changes hit every variant alike
+            runs["bare"].append(_per_test_us(folders["plain"], "-p", "no:pytest_bundle"))
+            runs["plain"].append(_per_test_us(folders["plain"]))
+            runs["hand"].append(_per_test_us(folders["hand"], "-p", "no:pytest_bundle"))
+            runs["use"].append(_per_test_us(folders["use"]))
+    med = {key: statistics.median(values) for key, values in runs.items()}
+    print()
+    print(f"per-test cost over {count} trivial tests (median of {rounds} interleaved sessions)")
+    for label, base, ours, goal in (
+        ("a test using no fixture of ours", "bare", "plain", 20.0),
+        ("a test using use_hosted_api_server", "hand", "use", 50.0),
+    ):
+        extra = med[ours] - med[base]
+        print(
+            f"  {label}: baseline {med[base]:7.1f} us, pytest-bundle {med[ours]:7.1f} us: "
+            f"{extra:+.1f} us per test (ratio {med[ours] / med[base]:.2f}x)   goal <= "
+            f"+{goal:.0f} us [{'met' if extra <= goal else 'NOT met'}]"
+        )
+    print("  baselines: no plugin (-p no:pytest_bundle); a session fixture around launch_server")
+    print("  plus a function fixture that sets API_URL with monkeypatch, without the plugin")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--per-test-rounds", type=int, default=5)
+    parser.add_argument("--per-test-count", type=int, default=1000)
+    parser.add_argument(
+        "--per-test-only", action="store_true", help="only the per-test cost comparison"
+    )
     args = parser.parse_args()
+    if args.per_test_only:
+        per_test_costs(args.per_test_rounds, args.per_test_count)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         ours = Path(tmp, "ours")
         base = Path(tmp, "baseline")
@@ -220,6 +361,7 @@ def main() -> None:
         f"plugin import cost (no fixture used): {import_ms:.1f} ms median   target: < 20 ms "
         f"[{'met' if import_ms < 20 else 'NOT met'}]"
     )
+    per_test_costs(args.per_test_rounds, args.per_test_count)
 
 
 if __name__ == "__main__":

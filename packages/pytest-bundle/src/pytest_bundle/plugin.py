@@ -84,6 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATS] = StartStats()
     config.stash[_HOLDERS] = Holders()
     config.stash[_RECHECK] = SettingsRecheck()
+    if config.stash[_CONFIG].autouse:
+        config.pluginmanager.register(_Autouse(), "pytest-bundle-autouse")
     if not _is_xdist_worker(config):
         config.pluginmanager.register(_WorkerUsageErrors(), "pytest-bundle-worker-usage-errors")
 
@@ -329,8 +331,8 @@ def pytest_fixture_setup(request: pytest.FixtureRequest) -> Generator[None, obje
     """Note which fixture is being set up: a factory call in it is held for its lifetime."""
     __tracebackhide__ = True
     holders = request.config.stash.get(_HOLDERS, None)
-    if holders is None:
-        return (yield)
+    if holders is None or (request.scope == "function" and _POOL not in request.config.stash):
+        return (yield)  # nothing can ask for a server before the pool exists
     with holders.setting_up(request):
         return (yield)
 
@@ -541,10 +543,12 @@ def _check_late(request: pytest.FixtureRequest) -> None:
         pytest.fail("\n".join(problems), pytrace=False)
 
 
-@pytest.fixture(autouse=True)
-def _hosted_api_autouse(request: pytest.FixtureRequest) -> None:
-    """With ``hosted_api_autouse = true`` every test runs under use_hosted_api_server."""
-    if _config(request.config).autouse:
+class _Autouse:
+    """Registered only with ``hosted_api_autouse = true``: otherwise no test pays a fixture."""
+
+    @pytest.fixture(autouse=True)
+    def _hosted_api_autouse(self, request: pytest.FixtureRequest) -> None:
+        """With ``hosted_api_autouse = true`` every test runs under use_hosted_api_server."""
         request.getfixturevalue("use_hosted_api_server")
 
 
