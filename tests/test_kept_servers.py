@@ -126,6 +126,7 @@ def test_waits_for_go(hosted_api_server):
 
 INI = """
 [pytest]
+asyncio_default_fixture_loop_scope = function
 hosted_api_app = myapp:create_app
 hosted_api_reuse = true
 hosted_api_reuse_idle = {idle}
