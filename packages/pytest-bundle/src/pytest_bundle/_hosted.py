@@ -63,6 +63,7 @@ class ServerState:
         returncode: int | None = None,
         output_tail: Sequence[str] = (),
         log_path: str | None = None,
+        log_incomplete: str | None = None,
     ) -> NoReturn:
         """Remember that this server cannot start, and raise its error."""
         self.failure = {
@@ -71,6 +72,7 @@ class ServerState:
             "returncode": returncode,
             "output_tail": list(output_tail),
             "log_path": log_path,
+            "log_incomplete": log_incomplete,
         }
         raise self.start_error()
 
@@ -280,6 +282,7 @@ def run_server(
             returncode=failure.returncode,
             output_tail=failure.output_tail,
             log_path=failure.log_path,
+            log_incomplete=failure.log_incomplete,
         )
     stats.count_start(time.perf_counter() - started)
     state.output = server.output
