@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -320,8 +321,45 @@ def _burners(count: int) -> Iterator[None]:
             proc.wait()
 
 
-STRESS = """
+# The demo app, plus: a file serving/PID while the server serves (made when its start-up is
+# complete, removed when its shutdown begins), GET /api/pid, and a lifespan shutdown that takes
+# SHUTDOWN_SLEEP seconds (an app that closes slow resources).
+LIFEAPP = """
 import os
+import pathlib
+import time
+
+from server_launcher.demo import create_app as demo_app
+
+
+def create_app():
+    demo = demo_app()
+    mark = pathlib.Path("serving") / str(os.getpid())
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    mark.parent.mkdir(exist_ok=True)
+                    mark.touch()
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    mark.unlink()
+                    time.sleep(float(os.environ.get("SHUTDOWN_SLEEP", "0")))
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] == "http" and scope["path"] == "/api/pid":
+            body = str(os.getpid()).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await demo(scope, receive, send)
+
+    return app
+"""
+
+STRESS = """
 import pathlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -337,17 +375,11 @@ STOP = threading.Event()
 
 
 def servers_alive():
-    me, count = str(os.getpid()), 0
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] not in ("Z", "X"):
-            count += 1
-    return count
+    \"\"\"Servers that serve; one told to stop (its shutdown under way) serves no more.\"\"\"
+    try:
+        return len(list(pathlib.Path("serving").iterdir()))
+    except FileNotFoundError:
+        return 0
 
 
 def watch():
@@ -395,11 +427,72 @@ def test_stress_eight_threads_three_environments_pool_of_two_under_load(
     pytester: pytest.Pytester,
 ) -> None:
     """8 threads x 50 factory calls over 3 environments, pool size 2, beside two CPU burners:
-    every returned URL answers with its environment, and never more than 2 servers run."""
-    pytester.makepyfile(test_stress=STRESS)
-    pytester.makeini("[pytest]\nhosted_api_pool_size = 2\n")
+    every returned URL answers with its environment, and never more than 2 servers serve (an
+    evicted one stops in the background: from SIGTERM on it serves nothing and is not counted).
+    """
+    pytester.makepyfile(test_stress=STRESS, lifeapp=LIFEAPP)
+    pytester.makeini("[pytest]\nhosted_api_pool_size = 2\nhosted_api_app = lifeapp:create_app\n")
     with _burners(2):
         result = _run(pytester, "-q", timeout=110)
     result.assert_outcomes(passed=5)
     assert int((pytester.path / "peak.txt").read_text()) <= 2
     assert int((pytester.path / "peak.txt").read_text()) >= 1
+
+
+SLOW_SHUTDOWN = """
+import pathlib
+import time
+
+import httpx
+import pytest
+
+
+@pytest.mark.parametrize("side", ["a", "b"] * 5)
+def test_switch(hosted_api_server_factory, side):
+    url = hosted_api_server_factory({"SIDE": side})
+    assert httpx.get(url + "/env/SIDE", timeout=30).json()["value"] == side
+    pid = httpx.get(url + "/pid", timeout=30).text
+    with pathlib.Path("pids.txt").open("a") as pids:
+        pids.write(pid + "\\n")
+    with pathlib.Path("times.txt").open("a") as times:
+        times.write(f"{time.monotonic()}\\n")
+"""
+
+
+def test_switches_at_pool_size_one_do_not_wait_for_a_slow_shutdown(
+    pytester: pytest.Pytester,
+) -> None:
+    """Pool size 1, tests alternating two environments of an app whose shutdown takes 3 s: the
+    evicted server stops in the background, the summary counts its stop time, and the session
+    leaves no server running."""
+    pytester.makepyfile(test_slow=SLOW_SHUTDOWN, lifeapp=LIFEAPP)
+    pytester.makeini(
+        "[pytest]\nhosted_api_pool_size = 1\nhosted_api_app = lifeapp:create_app\n"
+        "hosted_api_server_env = SHUTDOWN_SLEEP=3\n"
+    )
+    result = _run(pytester, "-q", timeout=110)
+    result.assert_outcomes(passed=10)
+    switches = 9
+    times = [float(line) for line in (pytester.path / "times.txt").read_text().split()]
+    # Waiting for each shutdown would take switches x 3 s = 27 s between the first and the last
+    # test; the starts alone take well under a second each.
+    assert times[-1] - times[0] < switches * 3 / 2
+    found = re.search(
+        r"; (\d+) stopped early to stay within hosted_api_pool_size = 1 \(([\d.]+) s stopping "
+        r"them, in the background\)",
+        result.stdout.str(),
+    )
+    assert found, result.stdout.str()
+    assert int(found.group(1)) == switches
+    assert float(found.group(2)) >= switches * 3  # each stop waited for its app's shutdown
+    pids = {int(pid) for pid in (pytester.path / "pids.txt").read_text().split()}
+    assert len(pids) == switches + 1
+    assert not [pid for pid in pids if _alive(pid)]  # session end waited for every stop
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")

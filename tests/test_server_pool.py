@@ -186,6 +186,7 @@ def test_bad_arguments_say_what_to_pass(hosted_api_server_factory):
 
 BOUND_TESTS = """
 import pathlib
+import time
 
 import httpx
 import pytest
@@ -228,8 +229,16 @@ def test_5_a_is_held_while_b_starts(use_hosted_api_server, hosted_api_server_fac
 
 def test_6_an_idle_server_was_stopped():
     stopped = pathlib.Path("b.url").read_text()  # b of test 4: stopped to start a in test 5
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(stopped + "/health", timeout=5)
+    deadline = time.monotonic() + 20  # it stops in the background: wait for that, bounded
+    while True:
+        try:
+            httpx.get(stopped + "/health", timeout=5)
+        except httpx.ConnectError:
+            break
+        except httpx.HTTPError:
+            pass  # shutting down: the listening socket is still open
+        assert time.monotonic() < deadline, "the evicted server is still serving"
+        time.sleep(0.05)
 """
 
 
@@ -506,3 +515,36 @@ def test_xdist_shared_mode_under_a_tight_bound_leaves_nothing_running(
     result.assert_outcomes(passed=18)
     every = {url for found in _urls(tmp_path).values() for url in found}
     assert all(_refuses(url) for url in every)
+
+
+def test_a_start_failure_whose_log_was_cut_says_the_log_is_incomplete(
+    pytester: pytest.Pytester,
+) -> None:
+    """A full disk while the kept log is written (here a 4 KiB file size limit on the session,
+    which fails the write with EFBIG): the error says the log it names is incomplete, and why."""
+    pytester.makepyfile(
+        chattyapp="""
+def create_app():
+    print("x" * 20000, flush=True)
+    raise RuntimeError("chatty app refuses to start")
+""",
+        test_chatty="""
+def test_uses_it(use_hosted_api_server):
+    pass
+""",
+    )
+    pytester.makeini("[pytest]\nhosted_api_app = chattyapp:create_app\n")
+    limited = (
+        "import resource, signal, sys, pytest\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))\n"
+        "sys.exit(pytest.main(['-p', 'no:randomly', '-p', 'no:cacheprovider', '-q']))\n"
+    )
+    result = pytester.run(sys.executable, "-c", limited, timeout=120)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stderr.str()[-3000:]
+    text = result.stdout.str()
+    cut = r"\(incomplete: File too large after 4096 bytes\)"
+    kept = re.search(r"full output kept in: (\S+) " + cut, text)
+    assert kept, text
+    assert Path(kept.group(1)).stat().st_size == 4096

@@ -121,3 +121,38 @@ def test_a_kept_log_is_capped_and_ends_with_the_last_output(
     assert b"Started server process" in data[:4096]  # the head is kept
     assert b"bytes left out: the log keeps the first 262144 bytes" in data
     assert b"said the-last-line" in data[-4096:]
+
+
+_FULL_DISK = """
+import json, resource, signal, sys
+from server_launcher import ServerStartError, launch_server
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (40, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    with launch_server("no_such_package_xyz:create_app", log_dir=sys.argv[1]):
+        pass
+except ServerStartError as error:
+    print(json.dumps({"message": str(error), "log": error.log_path, "why": error.log_incomplete}))
+"""
+
+
+def test_a_kept_log_cut_by_a_write_error_says_so_in_the_error(tmp_path: Path) -> None:
+    """A log that could not be written completely (a full disk; here a file size limit, which
+    fails a write past 40 bytes with EFBIG) is named as incomplete, with why and where."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(done.stdout)
+    assert found["why"] == "incomplete: File too large after 40 bytes"
+    assert f"full output kept in: {found['log']} ({found['why']})" in found["message"]
+    assert Path(found["log"]).stat().st_size == 40
+    assert 'Could not import module "no_such_package_xyz"' in found["message"]  # the whole tail

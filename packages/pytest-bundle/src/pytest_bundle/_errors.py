@@ -34,6 +34,7 @@ class HostedApiServerError(ServerStartError):
         returncode: int | None = None,
         output_tail: Sequence[str] = (),
         log_path: str | None = None,
+        log_incomplete: str | None = None,
         test: str | None = None,
     ) -> None:
         super().__init__(
@@ -42,6 +43,7 @@ class HostedApiServerError(ServerStartError):
             returncode=returncode,
             output_tail=output_tail,
             log_path=log_path,
+            log_incomplete=log_incomplete,
         )
         self.server: str = server
         """How reports name the server: ``hosted_api_server``, or its differing keys."""
@@ -54,7 +56,8 @@ class HostedApiServerError(ServerStartError):
         if self.command:
             lines.append(f"command: {' '.join(self.command)}")
         if self.log_path:
-            lines.append(f"full output kept in: {self.log_path}")
+            incomplete = f" ({self.log_incomplete})" if self.log_incomplete else ""
+            lines.append(f"full output kept in: {self.log_path}{incomplete}")
         if not self.output_tail:
             lines.append("the server printed nothing")
         elif tail_inline:

@@ -63,6 +63,7 @@ class ServerState:
         returncode: int | None = None,
         output_tail: Sequence[str] = (),
         log_path: str | None = None,
+        log_incomplete: str | None = None,
     ) -> NoReturn:
         """Remember that this server cannot start, and raise its error."""
         self.failure = {
@@ -71,6 +72,7 @@ class ServerState:
             "returncode": returncode,
             "output_tail": list(output_tail),
             "log_path": log_path,
+            "log_incomplete": log_incomplete,
         }
         raise self.start_error()
 
@@ -102,6 +104,7 @@ class StartStats:
     seconds: float = 0.0
     failed: int = 0
     stopped_early: int = 0
+    stop_seconds: float = 0.0  # spent stopping the servers stopped early (in the background)
     workers: int = 0  # xdist workers whose figures were added on the controller
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -118,12 +121,17 @@ class StartStats:
         with self._lock:
             self.stopped_early += 1
 
+    def count_stop(self, seconds: float) -> None:
+        with self._lock:
+            self.stop_seconds += seconds
+
     def as_dict(self) -> dict[str, float]:
         return {
             "started": self.started,
             "seconds": self.seconds,
             "failed": self.failed,
             "stopped_early": self.stopped_early,
+            "stop_seconds": self.stop_seconds,
         }
 
     def add(self, figures: Mapping[str, float]) -> None:
@@ -132,6 +140,7 @@ class StartStats:
         self.seconds += float(figures.get("seconds", 0.0))
         self.failed += int(figures.get("failed", 0))
         self.stopped_early += int(figures.get("stopped_early", 0))
+        self.stop_seconds += float(figures.get("stop_seconds", 0.0))
         self.workers += 1
 
     def summary(self, pool_size: int) -> str | None:
@@ -148,7 +157,8 @@ class StartStats:
         if self.stopped_early:
             line += (
                 f"; {self.stopped_early} stopped early to stay within "
-                f"hosted_api_pool_size = {pool_size}"
+                f"hosted_api_pool_size = {pool_size} ({self.stop_seconds:.2f} s stopping them, "
+                "in the background)"
             )
         if self.failed:
             line += f"; {self.failed} failed to start"
@@ -272,6 +282,7 @@ def run_server(
             returncode=failure.returncode,
             output_tail=failure.output_tail,
             log_path=failure.log_path,
+            log_incomplete=failure.log_incomplete,
         )
     stats.count_start(time.perf_counter() - started)
     state.output = server.output

@@ -5,7 +5,9 @@ come from one pool, keyed by how the environment differs from the default one, s
 that asks for the same environment shares one server. The pool is bounded
 (``hosted_api_pool_size``): past the bound the least recently used idle server is stopped. A
 held server (by a running test, or by the fixture that asked for it) never is, so the pool may
-run over the bound until a hold ends; it is trimmed back then.
+run over the bound until a hold ends; it is trimmed back then. An evicted server stops in a
+background thread (an app's slow shutdown is not waited for on a test's path): it serves nothing
+from the moment it leaves the pool, so it does not count toward the bound; ``close`` waits for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -173,7 +176,8 @@ class ServerPool:
     _closed: bool = field(init=False, default=False)
     _ending: bool = field(init=False, default=False)
     _changed: threading.Condition = field(init=False, default_factory=threading.Condition)
-    _stopping: int = field(init=False, default=0)  # evicted servers still being stopped
+    _stoppers: list[threading.Thread] = field(init=False, default_factory=list)
+    _stop_errors: list[BaseException] = field(init=False, default_factory=list)
     # The URL the session-scoped hosted_api_server fixture gave (pytest caches it).
     default_url: str | None = field(init=False, default=None)
     # Kept servers (hosted_api_reuse): adopted from, and left for, other sessions.
@@ -258,10 +262,7 @@ class ServerPool:
         if dead is not None:
             raise self._bury(entry, dead)
         try:
-            _all_at_once(victims)
-            with self._changed:  # another caller's evicted server still stopping: wait for it
-                while self._stopping and self._running() + self._stopping > self.size:
-                    self._changed.wait()
+            self._stop_in_background(victims)
             url = self._start(entry, env, log_dir)
         except BaseException:
             with self._changed:
@@ -274,7 +275,7 @@ class ServerPool:
             entry.last_used = next(self._clock)
             self._changed.notify_all()
             victims = self._take_victims(self.size)  # only when all were held at the start
-        _all_at_once(victims)
+        self._stop_in_background(victims)
         return url
 
     def revive(self, variant: Variant, cached_url: str | None = None) -> str | None:
@@ -334,7 +335,7 @@ class ServerPool:
                 slot, entry.slot, entry.url = entry.slot, None, None
                 slot.leave()
             victims = self._take_victims(self.size)
-        _all_at_once(victims)
+        self._stop_in_background(victims)
 
     def session_ending(self) -> None:
         """The last test's teardown begins: no more trimming, ``close`` stops them all at once."""
@@ -345,7 +346,8 @@ class ServerPool:
         """Stop (or leave) every server: at session end, after every fixture let go.
 
         Users leave first (an owner waits for them); then the servers this process runs stop
-        all at once, so a pool of N servers stops in the time of one.
+        all at once, so a pool of N servers stops in the time of one; then the evicted servers
+        still stopping in the background are waited for (an error of theirs is raised here).
         """
         with self._changed:
             self._closed = True
@@ -353,6 +355,7 @@ class ServerPool:
         users = [entry for entry in running if not entry.owned]
         owned = [entry for entry in running if entry.owned]
         with ExitStack() as stack:  # every server is stopped even when leaving one raises
+            stack.callback(self._join_stoppers)
             stack.callback(_all_at_once, [partial(self._close_entry, e) for e in owned])
             for entry in users:
                 stack.callback(self._close_entry, entry)
@@ -515,32 +518,44 @@ class ServerPool:
                     continue
                 entry.slot, entry.url = None, None
             else:
-                victims.append(self._counted(self._detach(entry)))
+                victims.append(self._detach(entry))
             self.stats.count_stopped_early()
             excess -= 1
         return victims
 
-    def _running(self) -> int:
-        """Under the lock: servers this process runs or is starting."""
-        return sum(
-            1
-            for entry in self._entries.values()
-            if entry.owned and (entry.url is not None or entry.starting)
-        )
+    def _stop_in_background(self, stops: list[Callable[[], None]]) -> None:
+        """Stop evicted servers in threads of their own; the caller goes on at once.
 
-    def _counted(self, stop: Callable[[], None]) -> Callable[[], None]:
-        """Under the lock: ``stop``, counted as stopping until it returns (starts wait on it)."""
-        self._stopping += 1
+        Each stop's time is added to the summary line; ``close`` joins the threads.
+        """
+        for stop in stops:
+            thread = threading.Thread(
+                target=self._timed_stop, args=(stop,), name="pytest-bundle evicted stop"
+            )
+            with self._changed:
+                self._stoppers.append(thread)
+            thread.start()
 
-        def counted() -> None:
-            try:
-                stop()
-            finally:
-                with self._changed:
-                    self._stopping -= 1
-                    self._changed.notify_all()
+    def _timed_stop(self, stop: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        try:
+            stop()
+        except BaseException as error:  # raised by close, in the session's thread
+            with self._changed:
+                self._stop_errors.append(error)
+        finally:
+            self.stats.count_stop(time.perf_counter() - started)
 
-        return counted
+    def _join_stoppers(self) -> None:
+        """Wait for every evicted server's stop; raise the first error one of them had."""
+        with self._changed:
+            stoppers, self._stoppers = self._stoppers, []
+        for thread in stoppers:
+            thread.join()
+        with self._changed:
+            errors, self._stop_errors = self._stop_errors, []
+        if errors:
+            raise errors[0]
 
     def _close_entry(self, entry: _Entry) -> None:
         with self._changed:

@@ -17,6 +17,12 @@ def _format_tail(output_tail: Sequence[str]) -> str:
     return f"last {len(output_tail)} lines of its output:\n{lines}"
 
 
+def kept_line(log_path: str, log_incomplete: str | None) -> str:
+    """The line naming the kept log, saying so when a write to it failed."""
+    line = f"full output kept in: {log_path}"
+    return f"{line} ({log_incomplete})" if log_incomplete else line
+
+
 class ServerStartError(RuntimeError):
     """The server process could not be started or exited before it was ready.
 
@@ -24,7 +30,13 @@ class ServerStartError(RuntimeError):
     the server printed.
     """
 
-    _keywords: tuple[str, ...] = ("command", "returncode", "output_tail", "log_path")
+    _keywords: tuple[str, ...] = (
+        "command",
+        "returncode",
+        "output_tail",
+        "log_path",
+        "log_incomplete",
+    )
 
     def __init__(
         self,
@@ -34,6 +46,7 @@ class ServerStartError(RuntimeError):
         returncode: int | None = None,
         output_tail: Sequence[str] = (),
         log_path: str | None = None,
+        log_incomplete: str | None = None,
     ) -> None:
         self.reason: str = reason
         """What went wrong; the message starts with it."""
@@ -45,9 +58,12 @@ class ServerStartError(RuntimeError):
         """The last lines (at most 50) the server printed."""
         self.log_path: str | None = log_path
         """The kept log file with everything the server printed, if any."""
+        self.log_incomplete: str | None = log_incomplete
+        """Why the kept log lacks part of the output (``incomplete: No space left on device
+        after 4096 bytes``), or None when it is complete."""
         parts = [reason, f"command: {' '.join(self.command)}"]
         if log_path:
-            parts.append(f"full output kept in: {log_path}")
+            parts.append(kept_line(log_path, log_incomplete))
         parts.append(_format_tail(self.output_tail))
         super().__init__("\n".join(parts))
 
@@ -75,6 +91,7 @@ class ServerStartTimeout(ServerStartError):
         returncode: int | None = None,
         output_tail: Sequence[str] = (),
         log_path: str | None = None,
+        log_incomplete: str | None = None,
     ) -> None:
         self.timeout: float = timeout
         """The start-up timeout, in seconds."""
@@ -86,6 +103,7 @@ class ServerStartTimeout(ServerStartError):
             returncode=returncode,
             output_tail=output_tail,
             log_path=log_path,
+            log_incomplete=log_incomplete,
         )
 
 

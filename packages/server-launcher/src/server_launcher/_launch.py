@@ -169,6 +169,8 @@ class RunningServer:
         sup = self._sup
         sup.close()
         kept = f"; its output is kept in {sup.log_path}" if sup.log_path else ""
+        if kept and sup.output.log_problem:
+            kept += f" ({sup.output.log_problem})"
         if sup.killed:
             message = (
                 f"server {self.url} (pid {self.pid}) did not exit within "

@@ -48,7 +48,10 @@ class OutputSink:
         self.log_path: str | None = None
         self._log_dir = log_dir
         self._log_fd: int | None = None
-        self._log_written = 0
+        self._log_written = 0  # bytes of output the log's head has taken (up to LOG_LIMIT)
+        self._log_bytes = 0  # bytes really written to the log file
+        #: Why the log file is incomplete (a write failed: a full disk, a size limit), or None.
+        self.log_problem: str | None = None
         self._stream = stream
         self._stream_binary = isinstance(stream, (io.RawIOBase, io.BufferedIOBase))
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -148,8 +151,7 @@ class OutputSink:
             room = LOG_LIMIT - self._log_written
             if self._log_fd is not None and room > 0:
                 piece = data[:room]
-                with contextlib.suppress(OSError):
-                    os.write(self._log_fd, piece)
+                self._write_log(piece)
                 self._log_written += len(piece)
         if self._on_port is not None:
             self._scan = (self._scan + data)[-4096:]
@@ -167,6 +169,22 @@ class OutputSink:
                 stream.flush()
             except (OSError, ValueError):
                 self._stream = None  # a closed or broken stream must not stop the draining
+
+    def _write_log(self, data: bytes) -> None:
+        """Append to the log (caller holds ``_lock``); a failed write stops the log for good and
+        says why, since a log cut without saying so misleads whoever reads it."""
+        view = memoryview(data)
+        while view and self._log_fd is not None and self.log_problem is None:
+            try:
+                written = os.write(self._log_fd, view)
+            except InterruptedError:
+                continue
+            except OSError as error:
+                why = error.strerror or type(error).__name__
+                self.log_problem = f"incomplete: {why} after {self._log_bytes} bytes"
+                return
+            self._log_bytes += written
+            view = view[written:]
 
     def note(self, text: str) -> None:
         """Add a line of the launcher's own to the kept output, the log and the stream."""
@@ -230,9 +248,8 @@ class OutputSink:
             start = max(self._log_written, self._dropped)
             tail = b"".join(self._chunks)[start - self._dropped :]
             left_out = start - self._log_written
-        marker = (
-            f"\n[server-launcher: {left_out} bytes left out: the log keeps the first "
-            f"{LOG_LIMIT} bytes and the last {len(tail)}]\n"
-        ).encode()
-        with contextlib.suppress(OSError):
-            os.write(self._log_fd, marker + tail)
+            marker = (
+                f"\n[server-launcher: {left_out} bytes left out: the log keeps the first "
+                f"{LOG_LIMIT} bytes and the last {len(tail)}]\n"
+            ).encode()
+            self._write_log(marker + tail)

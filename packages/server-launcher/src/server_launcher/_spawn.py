@@ -509,6 +509,7 @@ class Supervisor:
                 returncode=self.returncode,
                 output_tail=tail,
                 log_path=self.log_path,
+                log_incomplete=self.output.log_problem,
             )
         if kind == "exit":
             reason = (
@@ -528,6 +529,7 @@ class Supervisor:
             returncode=self.returncode,
             output_tail=tail,
             log_path=self.log_path,
+            log_incomplete=self.output.log_problem,
         )
 
 
