@@ -60,9 +60,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import sys
+
 import pytest
 
 OUT = Path(__file__).parent / "seen.txt"
+HEAVY = ("server_launcher._launch", "uvicorn", "httpx", "settings_override")
 
 
 def get(url, path):
@@ -88,6 +91,7 @@ def timed_server(request):
     url = request.getfixturevalue("hosted_api_server")
     with OUT.open("a") as f:
         f.write(f"setup {time.perf_counter() - started:.4f}\\n")
+        f.write(f"heavy {','.join(m for m in HEAVY if m in sys.modules) or '-'}\\n")
     return url
 """
 
@@ -149,6 +153,13 @@ class Project:
     def run(self, *args: str) -> pytest.RunResult:
         (self.path / "seen.txt").unlink(missing_ok=True)
         result = self.pytester.runpytest("-p", "no:randomly", *args)
+        self.seen_pids |= {int(r[2]) for r in self.rows() if r[0] in ("default", "pooled")}
+        return result
+
+    def run_fresh(self, *args: str) -> pytest.RunResult:
+        """A session in a process of its own: what it imports is its own (``run`` shares ours)."""
+        (self.path / "seen.txt").unlink(missing_ok=True)
+        result = self.pytester.runpytest_subprocess("-p", "no:randomly", *args, timeout=120)
         self.seen_pids |= {int(r[2]) for r in self.rows() if r[0] in ("default", "pooled")}
         return result
 
@@ -233,10 +244,12 @@ def test_second_session_adopts_the_kept_servers(project: Project) -> None:
     assert _alive(default)  # kept past the session's end
     assert _alive(pooled)
 
-    second = project.run()
+    second = project.run_fresh()
     second.assert_outcomes(passed=2)
     assert (project.pid(), project.pid("pooled")) == (default, pooled)
     assert project.setup_seconds() < 0.5  # far below the 2 s import: nothing was started
+    # Adoption reads the kept server's files: it imports neither the launcher nor the server.
+    assert next(row[1] for row in project.rows() if row[0] == "heavy") == "-"
     second.stdout.fnmatch_lines(["*kept servers: 2 adopted, 0 started*"])
     assert project.row("pooled")[4] == "pooled"  # the variant's own environment
 
