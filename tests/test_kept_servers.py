@@ -380,6 +380,32 @@ def test_each_xdist_worker_adopts_its_own(project: Project) -> None:
     result.stdout.fnmatch_lines(["*kept servers: 2 adopted, 0 started*"])
 
 
+def test_shared_xdist_workers_adopt_one_kept_server_per_environment(project: Project) -> None:
+    pytest.importorskip("xdist")
+
+    def pids() -> dict[tuple[str, str], int]:
+        return {(r[0], r[1]): int(r[2]) for r in project.rows() if r[0] in ("default", "pooled")}
+
+    args = ("-n", "2", "--dist", "each", "--hosted-api-shared")
+    first = project.run(*args)
+    first.assert_outcomes(passed=4)
+    first.stdout.fnmatch_lines(["*kept servers: 0 adopted, 2 started*"])
+    assert "does not apply" not in first.stdout.str()
+    seen = pids()
+    assert {worker for _, worker in seen} == {"gw0", "gw1"}
+    default, pooled = seen["default", "gw0"], seen["pooled", "gw0"]
+    assert seen == {("default", "gw0"): default, ("default", "gw1"): default,
+                    ("pooled", "gw0"): pooled, ("pooled", "gw1"): pooled}  # fmt: skip
+    assert default != pooled
+    assert _alive(default)  # kept past the session's end
+    assert _alive(pooled)
+
+    second = project.run(*args)
+    second.assert_outcomes(passed=4)
+    assert pids() == seen  # both workers use the kept server of each environment
+    second.stdout.fnmatch_lines(["*kept servers: 2 adopted, 0 started*"])
+
+
 def test_a_bad_reuse_value_is_a_usage_error(project: Project) -> None:
     result = project.pytester.runpytest("--hosted-api-reuse", "test_app.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
