@@ -60,9 +60,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import sys
+
 import pytest
 
 OUT = Path(__file__).parent / "seen.txt"
+HEAVY = ("server_launcher._launch", "uvicorn", "httpx", "settings_override")
 
 
 def get(url, path):
@@ -88,6 +91,7 @@ def timed_server(request):
     url = request.getfixturevalue("hosted_api_server")
     with OUT.open("a") as f:
         f.write(f"setup {time.perf_counter() - started:.4f}\\n")
+        f.write(f"heavy {','.join(m for m in HEAVY if m in sys.modules) or '-'}\\n")
     return url
 """
 
@@ -149,6 +153,13 @@ class Project:
     def run(self, *args: str) -> pytest.RunResult:
         (self.path / "seen.txt").unlink(missing_ok=True)
         result = self.pytester.runpytest("-p", "no:randomly", *args)
+        self.seen_pids |= {int(r[2]) for r in self.rows() if r[0] in ("default", "pooled")}
+        return result
+
+    def run_fresh(self, *args: str) -> pytest.RunResult:
+        """A session in a process of its own: what it imports is its own (``run`` shares ours)."""
+        (self.path / "seen.txt").unlink(missing_ok=True)
+        result = self.pytester.runpytest_subprocess("-p", "no:randomly", *args, timeout=120)
         self.seen_pids |= {int(r[2]) for r in self.rows() if r[0] in ("default", "pooled")}
         return result
 
@@ -233,10 +244,12 @@ def test_second_session_adopts_the_kept_servers(project: Project) -> None:
     assert _alive(default)  # kept past the session's end
     assert _alive(pooled)
 
-    second = project.run()
+    second = project.run_fresh()
     second.assert_outcomes(passed=2)
     assert (project.pid(), project.pid("pooled")) == (default, pooled)
     assert project.setup_seconds() < 0.5  # far below the 2 s import: nothing was started
+    # Adoption reads the kept server's files: it imports neither the launcher nor the server.
+    assert next(row[1] for row in project.rows() if row[0] == "heavy") == "-"
     second.stdout.fnmatch_lines(["*kept servers: 2 adopted, 0 started*"])
     assert project.row("pooled")[4] == "pooled"  # the variant's own environment
 
@@ -365,6 +378,32 @@ def test_each_xdist_worker_adopts_its_own(project: Project) -> None:
     result.assert_outcomes(passed=4)
     assert pids_by_worker() == first
     result.stdout.fnmatch_lines(["*kept servers: 2 adopted, 0 started*"])
+
+
+def test_shared_xdist_workers_adopt_one_kept_server_per_environment(project: Project) -> None:
+    pytest.importorskip("xdist")
+
+    def pids() -> dict[tuple[str, str], int]:
+        return {(r[0], r[1]): int(r[2]) for r in project.rows() if r[0] in ("default", "pooled")}
+
+    args = ("-n", "2", "--dist", "each", "--hosted-api-shared")
+    first = project.run(*args)
+    first.assert_outcomes(passed=4)
+    first.stdout.fnmatch_lines(["*kept servers: 0 adopted, 2 started*"])
+    assert "does not apply" not in first.stdout.str()
+    seen = pids()
+    assert {worker for _, worker in seen} == {"gw0", "gw1"}
+    default, pooled = seen["default", "gw0"], seen["pooled", "gw0"]
+    assert seen == {("default", "gw0"): default, ("default", "gw1"): default,
+                    ("pooled", "gw0"): pooled, ("pooled", "gw1"): pooled}  # fmt: skip
+    assert default != pooled
+    assert _alive(default)  # kept past the session's end
+    assert _alive(pooled)
+
+    second = project.run(*args)
+    second.assert_outcomes(passed=4)
+    assert pids() == seen  # both workers use the kept server of each environment
+    second.stdout.fnmatch_lines(["*kept servers: 2 adopted, 0 started*"])
 
 
 def test_a_bad_reuse_value_is_a_usage_error(project: Project) -> None:

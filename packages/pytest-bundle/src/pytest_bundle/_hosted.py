@@ -7,6 +7,7 @@ functions here, which run only when a test asks for a server.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -167,6 +168,8 @@ class StartStats:
 
 def default_child_env() -> dict[str, str | None]:
     """Every registered setting as the child should see it: set values, and None for restored."""
+    if "settings_override" not in sys.modules:
+        return {}  # nothing imported it, so no setting was registered or overridden
     from settings_override import get_current_settings
 
     return dict(get_current_settings().environment_changes())

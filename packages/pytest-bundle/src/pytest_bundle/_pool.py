@@ -404,6 +404,10 @@ class ServerPool:
             return url
         from ._sharing import SharedSlot, slot_name  # hashlib and filelock: shared mode only
 
+        keeper = self.keeper  # the owner adopts a kept server (or keeps the one it starts)
+        launch = None
+        if keeper is not None:
+            launch = partial(keeper.launch, entry.variant, env, state, self.stats)
         slot = SharedSlot(
             self.config,
             env,
@@ -413,6 +417,7 @@ class ServerPool:
             self.sharing.worker,
             self.log_dir,
             self.stats,
+            launch,
         )
         url = slot.attach()
         with self._changed:

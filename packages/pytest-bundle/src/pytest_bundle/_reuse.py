@@ -63,7 +63,7 @@ class ReuseOptions:
     def active(self) -> bool:
         return self.mode == "always" or (self.mode == "true" and not self.under_ci)
 
-    def header(self, shared: bool) -> str | None:
+    def header(self) -> str | None:
         """The report header line, when reuse was asked for."""
         if self.mode == "false":
             return None
@@ -72,8 +72,6 @@ class ReuseOptions:
                 "pytest-bundle: hosted_api_reuse is off under CI (the CI variable is set); "
                 "set hosted_api_reuse = always to keep servers there too"
             )
-        if shared:
-            return "pytest-bundle: hosted_api_reuse does not apply to --hosted-api-shared servers"
         return (
             f"pytest-bundle: kept servers on (they stop after {self.idle:g} s idle; "
             "pytest --hosted-api-stop-kept stops them now)"

@@ -21,6 +21,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,7 @@ class SharedSlot:
         worker: str,
         log_dir: Callable[[], Path],
         stats: StartStats,
+        launch: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         from filelock import FileLock
 
@@ -149,6 +151,7 @@ class SharedSlot:
         self._worker = worker
         self._log_dir = log_dir
         self._stats = stats
+        self._launch = launch  # kept servers (hosted_api_reuse): adopt one or start a kept one
         self._path = shared_dir / f"{slot}.json"
         self._lock = FileLock(str(shared_dir / f"{slot}.lock"))
         self._me = os.getpid()
@@ -209,7 +212,11 @@ class SharedSlot:
             "salt": salt,
             "server": _describe(self._config, self._env, salt),
         }
-        context = run_server(self._config, self._env, state, self._log_dir(), self._stats)
+        context = (
+            self._launch()
+            if self._launch is not None
+            else run_server(self._config, self._env, state, self._log_dir(), self._stats)
+        )
         try:
             url = context.__enter__().url + self._config.prefix
         except BaseException as error:

@@ -166,7 +166,7 @@ class _WorkerUsageErrors:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     bundle = _config(config)
-    reuse = config.stash[_REUSE].header(bundle.shared)
+    reuse = config.stash[_REUSE].header()
     return [
         f"pytest-bundle: hosted_api_app={bundle.app} (prefix {bundle.prefix or '/'}), "
         f"url setting={bundle.url_setting}, server pool size {bundle.pool_size}"
@@ -441,11 +441,12 @@ def _hosted_api_pool(
     )
     pool.state(DEFAULT).used_by.add("hosted_api_server")
     reuse = config.stash[_REUSE]
-    if reuse.active and sharing is None:
+    if reuse.active:
         from ._reuse import Keeper, state_root
 
+        slot = "shared" if sharing is not None else worker  # shared: one per environment
         pool.keeper = Keeper(
-            bundle, reuse, state_root(config), worker, pool.keeping, hosted_api_on_reuse
+            bundle, reuse, state_root(config), slot, pool.keeping, hosted_api_on_reuse
         )
     config.stash[_POOL] = pool
     try:
