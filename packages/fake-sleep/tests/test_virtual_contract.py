@@ -311,6 +311,70 @@ async def test_advance_past_end_raises() -> None:
     assert block.clock.time() == 5
 
 
+#: Cleanup that sleeps past end= under a shield, run in a child so that a hang fails the test
+#: (by the subprocess timeout) instead of hanging the suite. Prints what the child saw.
+_SHIELDED_CLEANUP = """
+import sys, anyio
+from fake_sleep import VirtualTimeLimitExceeded, virtual_time
+
+backend, how = sys.argv[1], sys.argv[2]
+
+async def long_sleep():
+    if how == "native" and backend == "asyncio":
+        import asyncio
+        await asyncio.sleep(10**9)
+    elif how == "native":
+        import trio
+        await trio.sleep(10**9)
+    else:
+        await anyio.sleep(10**9)
+
+async def main():
+    block = virtual_time(end=10)
+    cleanup = "not reached"
+    try:
+        async with block:
+            try:
+                await anyio.sleep(100)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await long_sleep()
+                        cleanup = "returned"
+                    except VirtualTimeLimitExceeded:
+                        cleanup = "limit error"
+                        raise
+    except VirtualTimeLimitExceeded:
+        print("block: limit error")
+    print("cleanup:", cleanup)
+    print("time:", block.clock.time())
+
+anyio.run(main, backend=backend)
+"""
+
+
+@pytest.mark.parametrize("how", ["anyio", "native"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_shielded_cleanup_sleeping_past_end_fails_instead_of_hanging(
+    backend: str, how: str
+) -> None:
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _SHIELDED_CLEANUP, backend, how],
+            capture_output=True,
+            text=True,
+            timeout=60,  # it takes about a second: a hang, not a slow machine
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a shielded sleep past end= in cleanup hung the virtual_time() block")
+    assert done.returncode == 0, done.stderr
+    block, cleanup, reached = done.stdout.splitlines()
+    assert (block, cleanup) == ("block: limit error", "cleanup: limit error")
+    assert float(reached.removeprefix("time: ")) <= 10  # never past end=
+    assert time.perf_counter() - started < 60
+
+
 # -- huge loop clock values (hosts up for more than 194 days) -------------------------------
 
 

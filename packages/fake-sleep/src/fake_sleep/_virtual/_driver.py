@@ -246,6 +246,28 @@ class Driver:
             )
         )
 
+    def stuck_past_limit(self) -> bool:
+        """After the limit was hit: whether sleeps past it should now fail (no hang).
+
+        Called when nothing can run and the only timers are past the limit. Time may not move,
+        and shielded cleanup sleeping past the limit cannot be cancelled: once this state lasts
+        the deadlock grace, the backend fails those sleeps with the limit error (rule 1).
+        """
+        if self.grace_left() > 0:
+            return False
+        self.idle_since = None
+        return True
+
+    def limit_error(self) -> VirtualTimeLimitExceeded:
+        """A fresh error for one sleep past the limit, after the block already failed."""
+        return VirtualTimeLimitExceeded(
+            f"virtual_time(): this sleep ends past the limit of"
+            f" {self.limit - self.start:g} virtual seconds, which the block already reached;"
+            " virtual time does not move past it, so the sleep fails instead of waiting for"
+            " ever. Raise the limit with end= (virtual_clock_end under pytest-bundle), or do"
+            " not sleep that long in cleanup code."
+        )
+
     def grace_left(self) -> float:
         """Real seconds of deadlock grace left (starting the grace period if needed)."""
         now_real = time.perf_counter()
