@@ -168,7 +168,8 @@ class Driver:
         """Whether a jump to `deadline` keeps the limits; fails the block (once) if not.
 
         Never true past the limit: after the failure, time stays where it is and the block's
-        tasks are cancelled again, so cleanup that sleeps past the limit does not run either.
+        tasks are cancelled again, so cleanup that sleeps past the limit does not run either
+        (a shielded one gets the error from its sleep: `stuck_past_limit`).
         """
         if deadline <= self.limit and self.jumps < self.max_jumps:
             self.jumps += 1
