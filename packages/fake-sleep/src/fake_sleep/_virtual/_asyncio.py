@@ -304,7 +304,7 @@ class AsyncioDriver(Driver):
         for handle in list(loop._scheduled):
             args = getattr(handle, "_args", None) or ()
             if (
-                handle.when() > self.limit
+                (handle.when() > self.limit or self.jumps >= self.max_jumps)
                 and getattr(handle, "_callback", None) is _SLEEP_DONE
                 and args
                 and isinstance(args[0], asyncio.Future)

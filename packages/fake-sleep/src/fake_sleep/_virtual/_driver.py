@@ -262,11 +262,11 @@ class Driver:
     def limit_error(self) -> VirtualTimeLimitExceeded:
         """A fresh error for one sleep past the limit, after the block already failed."""
         return VirtualTimeLimitExceeded(
-            f"virtual_time(): this sleep ends past the limit of"
-            f" {self.limit - self.start:g} virtual seconds, which the block already reached;"
-            " virtual time does not move past it, so the sleep fails instead of waiting for"
-            " ever. Raise the limit with end= (virtual_clock_end under pytest-bundle), or do"
-            " not sleep that long in cleanup code."
+            f"virtual_time(): this sleep would take virtual time past the limit (end="
+            f"{self.limit - self.start:g} virtual seconds, max_jumps={self.max_jumps:g}) that"
+            " the block already reached; virtual time does not move past it, so the sleep"
+            " fails instead of waiting for ever. Raise the limit with end= (virtual_clock_end"
+            " under pytest-bundle) or max_jumps=, or do not sleep that long in cleanup code."
         )
 
     def grace_left(self) -> float:

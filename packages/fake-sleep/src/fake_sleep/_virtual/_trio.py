@@ -271,7 +271,7 @@ class TrioVirtualClock(Driver, Clock):
         """
         for task in _walk(self._root):
             deadline = _sleep_deadline(task.coro)
-            if deadline is not None and deadline > self.limit:
+            if deadline is not None and (deadline > self.limit or self.jumps >= self.max_jumps):
                 trio.lowlevel.reschedule(task, outcome.Error(self.limit_error()))
 
     def schedule_cancel(self) -> None:
