@@ -311,6 +311,73 @@ async def test_advance_past_end_raises() -> None:
     assert block.clock.time() == 5
 
 
+#: Cleanup that sleeps past the limit (end= or max_jumps=) under a shield, run in a child so
+#: that a hang fails the test (by the subprocess timeout) instead of hanging the suite.
+_SHIELDED_CLEANUP = """
+import sys, anyio
+from fake_sleep import VirtualTimeLimitExceeded, virtual_time
+
+backend, how, limit = sys.argv[1], sys.argv[2], sys.argv[3]
+
+async def long_sleep():
+    if how == "native" and backend == "asyncio":
+        import asyncio
+        await asyncio.sleep(1000)
+    elif how == "native":
+        import trio
+        await trio.sleep(1000)
+    else:
+        await anyio.sleep(1000)
+
+async def main():
+    block = virtual_time(end=10) if limit == "end" else virtual_time(max_jumps=3)
+    cleanup = "not reached"
+    try:
+        async with block:
+            try:
+                while True:
+                    await anyio.sleep(4)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await long_sleep()
+                        cleanup = "returned"
+                    except VirtualTimeLimitExceeded:
+                        cleanup = "limit error"
+                        raise
+    except VirtualTimeLimitExceeded:
+        print("block: limit error")
+    print("cleanup:", cleanup)
+    print("time:", block.clock.time())
+
+anyio.run(main, backend=backend)
+"""
+
+
+@pytest.mark.parametrize("limit", ["end", "max_jumps"])
+@pytest.mark.parametrize("how", ["anyio", "native"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_shielded_cleanup_sleeping_past_the_limit_fails_instead_of_hanging(
+    backend: str, how: str, limit: str
+) -> None:
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _SHIELDED_CLEANUP, backend, how, limit],
+            capture_output=True,
+            text=True,
+            timeout=60,  # it takes about a second: a hang, not a slow machine
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a shielded sleep past {limit}= in cleanup hung the virtual_time() block")
+    assert done.returncode == 0, done.stderr
+    block, cleanup, reached = done.stdout.splitlines()
+    assert (block, cleanup) == ("block: limit error", "cleanup: limit error")
+    # Sleeps of 4 s: end=10 stops at 8, max_jumps=3 at 12; the cleanup never moves time on.
+    assert float(reached.removeprefix("time: ")) == {"end": 8.0, "max_jumps": 12.0}[limit]
+    assert time.perf_counter() - started < 60
+
+
 # -- huge loop clock values (hosts up for more than 194 days) -------------------------------
 
 

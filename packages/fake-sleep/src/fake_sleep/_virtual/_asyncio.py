@@ -48,6 +48,8 @@ _MISSING: Any = object()
 #: Loops currently driven, so the process-wide wrappers find their driver.
 _ACTIVE: dict[asyncio.AbstractEventLoop, AsyncioDriver] = {}
 
+#: What ``asyncio.sleep`` schedules to end a sleep (``loop.call_later(delay, this, future)``).
+_SLEEP_DONE: Any = getattr(asyncio.futures, "_set_result_unless_cancelled", None)
 #: The longest single real wait for outside I/O (io_grace may be infinite); then look again.
 _LONGEST_WAIT = 3600.0
 #: What `BaseEventLoop._run_once` must use for this driver to be right.
@@ -250,6 +252,9 @@ class AsyncioDriver(Driver):
         else:
             failed = self.failure is not None
             if not self.may_jump(when):
+                if failed and self.stuck_past_limit():
+                    self._fail_sleeps()
+                    return []
                 return self._real_select(THREAD_POLL) if failed else []
         if when > self.now:
             # `now + clock_resolution` must not round back to `now` (loop clocks past 2**24 s),
@@ -293,6 +298,21 @@ class AsyncioDriver(Driver):
         return []
 
     # -- failure ---------------------------------------------------------------------------
+    def _fail_sleeps(self) -> None:
+        """Fail every ``asyncio.sleep`` due past the limit (shielded cleanup would hang)."""
+        loop: Any = self.loop
+        for handle in list(loop._scheduled):
+            args = getattr(handle, "_args", None) or ()
+            if (
+                (handle.when() > self.limit or self.jumps >= self.max_jumps)
+                and getattr(handle, "_callback", None) is _SLEEP_DONE
+                and args
+                and isinstance(args[0], asyncio.Future)
+                and not args[0].done()
+            ):
+                handle.cancel()
+                args[0].set_exception(self.limit_error())
+
     def schedule_cancel(self) -> None:
         self.loop.call_soon(self.cancel_scope)
 

@@ -168,7 +168,8 @@ class Driver:
         """Whether a jump to `deadline` keeps the limits; fails the block (once) if not.
 
         Never true past the limit: after the failure, time stays where it is and the block's
-        tasks are cancelled again, so cleanup that sleeps past the limit does not run either.
+        tasks are cancelled again, so cleanup that sleeps past the limit does not run either
+        (a shielded one gets the error from its sleep: `stuck_past_limit`).
         """
         if deadline <= self.limit and self.jumps < self.max_jumps:
             self.jumps += 1
@@ -244,6 +245,28 @@ class Driver:
                 " (virtual_clock_end under pytest-bundle) or max_jumps=. Waiting tasks:\n"
                 f"{self.waiting_tasks()}"
             )
+        )
+
+    def stuck_past_limit(self) -> bool:
+        """After the limit was hit: whether sleeps past it should now fail (no hang).
+
+        Called when nothing can run and the only timers are past the limit. Time may not move,
+        and shielded cleanup sleeping past the limit cannot be cancelled: once this state lasts
+        the deadlock grace, the backend fails those sleeps with the limit error (rule 1).
+        """
+        if self.grace_left() > 0:
+            return False
+        self.idle_since = None
+        return True
+
+    def limit_error(self) -> VirtualTimeLimitExceeded:
+        """A fresh error for one sleep past the limit, after the block already failed."""
+        return VirtualTimeLimitExceeded(
+            f"virtual_time(): this sleep would take virtual time past the limit (end="
+            f"{self.limit - self.start:g} virtual seconds, max_jumps={self.max_jumps:g}) that"
+            " the block already reached; virtual time does not move past it, so the sleep"
+            " fails instead of waiting for ever. Raise the limit with end= (virtual_clock_end"
+            " under pytest-bundle) or max_jumps=, or do not sleep that long in cleanup code."
         )
 
     def grace_left(self) -> float:

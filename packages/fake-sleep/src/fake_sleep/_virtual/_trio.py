@@ -25,6 +25,7 @@ from contextlib import ExitStack, suppress
 from itertools import chain
 from typing import Any, TypeGuard
 
+import outcome
 import trio
 from trio.abc import Clock, Instrument
 
@@ -215,6 +216,9 @@ class TrioVirtualClock(Driver, Clock):
         else:
             failed = self.failure is not None
             if not self.may_jump(deadline):
+                if failed and self.stuck_past_limit():
+                    self._fail_sleeps()
+                    return 0.0
                 return THREAD_POLL if failed else 0.0
         self._stop_progress()
         self._pending = deadline
@@ -259,6 +263,17 @@ class TrioVirtualClock(Driver, Clock):
                 trio.lowlevel.remove_instrument(progress)
 
     # -- failure ---------------------------------------------------------------------------
+    def _fail_sleeps(self) -> None:
+        """Fail every ``trio.sleep`` due past the limit (shielded cleanup would hang).
+
+        Called only while the run queue is empty, so every task is blocked; a task blocked in
+        ``sleep_forever`` under ``sleep_until`` has nothing to undo, so it may be rescheduled.
+        """
+        for task in _walk(self._root):
+            deadline = _sleep_deadline(task.coro)
+            if deadline is not None and (deadline > self.limit or self.jumps >= self.max_jumps):
+                trio.lowlevel.reschedule(task, outcome.Error(self.limit_error()))
+
     def schedule_cancel(self) -> None:
         with suppress(trio.RunFinishedError):
             self._token.run_sync_soon(self.cancel_scope)
@@ -274,6 +289,27 @@ def _is_mock_clock(clock: Clock) -> TypeGuard[Any]:
     # trio.testing imports pytest (about a second when cold): only look if it is loaded.
     testing = sys.modules.get("trio.testing")
     return testing is not None and isinstance(clock, testing.MockClock)
+
+
+_SLEEP_UNTIL = trio.sleep_until.__code__
+_SLEEP_FOREVER = trio.sleep_forever.__code__
+
+
+def _sleep_deadline(coro: Any) -> float | None:
+    """The deadline of the ``trio.sleep_until`` a task is blocked in, if it is blocked there."""
+    for _ in range(256):  # an await chain is far shorter; a bound against a cycle
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            return None
+        inner = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if frame.f_code is _SLEEP_UNTIL:
+            inner_frame = getattr(inner, "cr_frame", None)
+            if inner_frame is None or inner_frame.f_code is not _SLEEP_FOREVER:
+                return None
+            deadline = frame.f_locals.get("deadline")
+            return float(deadline) if isinstance(deadline, (int, float)) else None
+        coro = inner
+    return None
 
 
 def _walk(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
