@@ -7,7 +7,7 @@ misspelt setting never silently starts a server without the flag the test is abo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -39,15 +39,22 @@ def marker_problems(items: Iterable[pytest.Item]) -> list[str]:
     A marker on a class or module is reported once, under the class or module, not once per
     test it applies to.
     """
+    return mark_problems(items, MARKER, _mark_problems)
+
+
+def mark_problems(
+    items: Iterable[pytest.Item], marker: str, problems_of: Callable[[pytest.Mark], list[str]]
+) -> list[str]:
+    """``problems_of`` each ``marker`` mark, one line each, under the node that carries it."""
     problems: list[str] = []
     seen: set[str] = set()
     for item in items:
-        for node, mark in item.iter_markers_with_node(MARKER):
+        for node, mark in item.iter_markers_with_node(marker):
             where = node.nodeid
             if isinstance(node, pytest.Function):
                 where = where.partition("[")[0]  # one line for all parameters of a test
-            for problem in _mark_problems(mark):
-                line = f"{where}: @pytest.mark.{MARKER}: {problem}"
+            for problem in problems_of(mark):
+                line = f"{where}: @pytest.mark.{marker}: {problem}"
                 if line not in seen:
                     seen.add(line)
                     problems.append(line)

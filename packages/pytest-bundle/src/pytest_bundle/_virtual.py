@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ._checks import short_repr
+from ._markers import mark_problems
 
 if TYPE_CHECKING:
     from fake_sleep import VirtualTime
@@ -103,19 +104,7 @@ def use_virtual_clock_where_marked(items: Iterable[pytest.Item]) -> None:
 
 def virtual_marker_problems(items: Iterable[pytest.Item]) -> list[str]:
     """One line per bad virtual_clock marker, naming where it is written and the fix."""
-    problems: list[str] = []
-    seen: set[str] = set()
-    for item in items:
-        for node, mark in item.iter_markers_with_node(VIRTUAL_MARKER):
-            where = node.nodeid
-            if isinstance(node, pytest.Function):
-                where = where.partition("[")[0]
-            for problem in _virtual_mark_problems(mark):
-                line = f"{where}: @pytest.mark.{VIRTUAL_MARKER}: {problem}"
-                if line not in seen:
-                    seen.add(line)
-                    problems.append(line)
-    return problems
+    return mark_problems(items, VIRTUAL_MARKER, _virtual_mark_problems)
 
 
 def _virtual_mark_problems(mark: pytest.Mark) -> list[str]:
