@@ -177,6 +177,8 @@ class ServerPool:
     _ending: bool = field(init=False, default=False)
     _changed: threading.Condition = field(init=False, default_factory=threading.Condition)
     _stoppers: list[threading.Thread] = field(init=False, default_factory=list)
+    # Shared mode: every slot this worker attached, to end its session in each at the end.
+    _slots: list[SharedSlot] = field(init=False, default_factory=list)
     _stop_errors: list[BaseException] = field(init=False, default_factory=list)
     # The URL the session-scoped hosted_api_server fixture gave (pytest caches it).
     default_url: str | None = field(init=False, default=None)
@@ -352,6 +354,9 @@ class ServerPool:
         with self._changed:
             self._closed = True
             running = [entry for entry in self._entries.values() if entry.url is not None]
+            slots, self._slots = self._slots, []
+        for slot in slots:  # before any owner waits for the others' sessions to end
+            slot.end_session()
         users = [entry for entry in running if not entry.owned]
         owned = [entry for entry in running if entry.owned]
         with ExitStack() as stack:  # every server is stopped even when leaving one raises
@@ -422,6 +427,7 @@ class ServerPool:
         url = slot.attach()
         with self._changed:
             entry.url, entry.slot, entry.owned = url, slot, slot.owner
+            self._slots.append(slot)
         return url
 
     def _run(

@@ -174,6 +174,9 @@ class SharedSlot:
                         f"error: {data['failure']}"
                     )
                 data["users"] = [pid for pid in data["users"] if _alive(int(pid))] + [self._me]
+                data["sessions"] = sorted(
+                    {pid for pid in data.get("sessions", []) if _alive(int(pid))} | {self._me}
+                )
                 _write(self._path, data)
                 self.owner = False
             else:
@@ -230,7 +233,7 @@ class SharedSlot:
             _write(self._path, record)
             raise
         self._server = context
-        data = {**record, "url": url, "users": [self._me]}
+        data = {**record, "url": url, "users": [self._me], "sessions": [self._me]}
         _write(self._path, data)
         return data
 
@@ -240,6 +243,22 @@ class SharedSlot:
             current = _read(self._path)
             if current is not None and current.get("owner_pid") == self._owner_pid:
                 current["users"] = [pid for pid in current["users"] if pid != self._me]
+                _write(self._path, current)
+
+    def end_session(self) -> None:
+        """This worker's session is ending: the owner no longer waits for it at its own end.
+
+        A worker stays in ``sessions`` between its tests (while ``users`` only lists the ones
+        holding the server now), so an owner whose tests ran out first never stops the server
+        under a worker that will still ask for it. Every slot ends its session before any owner
+        waits, so two owners never wait for each other.
+        """
+        with self._lock:
+            current = _read(self._path)
+            if current is not None and current.get("owner_pid") == self._owner_pid:
+                current["sessions"] = [
+                    pid for pid in current.get("sessions", []) if pid != self._me
+                ]
                 _write(self._path, current)
 
     def try_retire(self) -> bool:
@@ -257,14 +276,16 @@ class SharedSlot:
         return True
 
     def close(self) -> None:
-        """At session end: a user leaves; the owner waits for the users to go, then stops it."""
+        """At session end: a user leaves; the owner waits for the users and for the other
+        workers' sessions that attached to it to end, then stops it."""
         if not self.owner:
             self.leave()
             return
         while True:
             with self._lock:
-                data = _read(self._path) or {"users": []}
-                others = [pid for pid in data["users"] if pid != self._me and _alive(int(pid))]
+                data = _read(self._path) or {}
+                waiting = {*data.get("users", []), *data.get("sessions", [])}
+                others = [pid for pid in waiting if pid != self._me and _alive(int(pid))]
                 if not others:
                     self._path.unlink(missing_ok=True)
                     break
