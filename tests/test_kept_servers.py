@@ -254,6 +254,13 @@ def test_second_session_adopts_the_kept_servers(project: Project) -> None:
     assert project.row("pooled")[4] == "pooled"  # the variant's own environment
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "known bug (issue 21, open): once in 3 legs of .ci/run on 2026-12-07 the second "
+        "session adopted the kept server after the app's code changed (same pid); not yet found"
+    ),
+)
 def test_a_code_change_restarts_the_kept_server(project: Project) -> None:
     project.run().assert_outcomes(passed=2)
     old = project.pid()
