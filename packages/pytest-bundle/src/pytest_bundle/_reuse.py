@@ -436,7 +436,10 @@ class Keeper:
         except (OSError, ValueError):
             return "its key file is unreadable"
         root = self.config.rootdir or ""
-        return why_stale(saved, options, env, root) or code_changed(kept.modules(), root)
+        modules = kept.modules()
+        if not modules:  # no code fingerprint to check: never adopt what might be stale
+            return "its list of imported modules is missing or unreadable"
+        return why_stale(saved, options, env, root) or code_changed(modules, root)
 
     def _adopt(
         self, kept: KeptServer, hold: KeptHold, state: ServerState
