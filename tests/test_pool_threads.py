@@ -323,7 +323,8 @@ def _burners(count: int) -> Iterator[None]:
 
 # The demo app, plus: a file serving/PID while the server serves (made when its start-up is
 # complete, removed when its shutdown begins), GET /api/pid, and a lifespan shutdown that takes
-# SHUTDOWN_SLEEP seconds (an app that closes slow resources).
+# SHUTDOWN_SLEEP seconds (an app that closes slow resources), or with SHUTDOWN_UNTIL_RELEASED set,
+# marks itself in stopping/ and waits until a test writes the file "released" (at most 100 s).
 LIFEAPP = """
 import os
 import pathlib
@@ -346,6 +347,15 @@ def create_app():
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     mark.unlink()
+                    if os.environ.get("SHUTDOWN_UNTIL_RELEASED"):
+                        stopping = pathlib.Path("stopping") / str(os.getpid())
+                        stopping.parent.mkdir(exist_ok=True)
+                        stopping.touch()
+                        deadline = time.monotonic() + 100
+                        while not pathlib.Path("released").exists():
+                            if time.monotonic() > deadline:
+                                break
+                            time.sleep(0.02)
                     time.sleep(float(os.environ.get("SHUTDOWN_SLEEP", "0")))
                     await send({"type": "lifespan.shutdown.complete"})
                     return
@@ -448,35 +458,45 @@ import pytest
 
 
 @pytest.mark.parametrize("side", ["a", "b"] * 5)
-def test_switch(hosted_api_server_factory, side):
+def test_switch(hosted_api_server_factory, side, request):
     url = hosted_api_server_factory({"SIDE": side})
     assert httpx.get(url + "/env/SIDE", timeout=30).json()["value"] == side
     pid = httpx.get(url + "/pid", timeout=30).text
-    with pathlib.Path("pids.txt").open("a") as pids:
-        pids.write(pid + "\\n")
-    with pathlib.Path("times.txt").open("a") as times:
-        times.write(f"{time.monotonic()}\\n")
+    index = request.node.callspec.indices["side"]
+    # Every server evicted before this test is inside its shutdown, which none can finish before
+    # the last test releases them: this test ran without waiting for any of them. (Wait for each
+    # evicted server to say so: its stop was only asked for.)
+    deadline = time.monotonic() + 60
+    while len(held := list(pathlib.Path("stopping").glob("*"))) < index:
+        assert time.monotonic() < deadline, f"{len(held)} servers stopping, {index} evicted"
+        time.sleep(0.02)
+    with pathlib.Path("progress.txt").open("a") as progress:
+        progress.write(f"{index} {pid} {len(held)}\\n")
+    if index == 9:
+        pathlib.Path("released").touch()
 """
 
 
 def test_switches_at_pool_size_one_do_not_wait_for_a_slow_shutdown(
     pytester: pytest.Pytester,
 ) -> None:
-    """Pool size 1, tests alternating two environments of an app whose shutdown takes 3 s: the
-    evicted server stops in the background, the summary counts its stop time, and the session
-    leaves no server running."""
+    """Pool size 1, tests alternating two environments of an app whose shutdown lasts until the
+    last test releases it: every test runs while the servers evicted before it are still
+    stopping (in the background), the summary counts each stop, and the session leaves no server
+    running."""
     pytester.makepyfile(test_slow=SLOW_SHUTDOWN, lifeapp=LIFEAPP)
     pytester.makeini(
         "[pytest]\nhosted_api_pool_size = 1\nhosted_api_app = lifeapp:create_app\n"
-        "hosted_api_server_env = SHUTDOWN_SLEEP=3\n"
+        "hosted_api_server_env = SHUTDOWN_UNTIL_RELEASED=1\nhosted_api_shutdown_timeout = 110\n"
     )
-    result = _run(pytester, "-q", timeout=110)
+    result = _run(pytester, "-q", "-p", "no:randomly", timeout=110)
     result.assert_outcomes(passed=10)
     switches = 9
-    times = [float(line) for line in (pytester.path / "times.txt").read_text().split()]
-    # Waiting for each shutdown would take switches x 3 s = 27 s between the first and the last
-    # test; the starts alone take well under a second each.
-    assert times[-1] - times[0] < switches * 3 / 2
+    progress = [line.split() for line in (pytester.path / "progress.txt").read_text().splitlines()]
+    # Waiting for a shutdown on the test's path would hang the next test until the release that
+    # only the last test gives (the run's timeout would fire); instead test i sees i servers
+    # still stopping.
+    assert [int(held) for _, _, held in progress] == list(range(switches + 1))
     found = re.search(
         r"; (\d+) stopped early to stay within hosted_api_pool_size = 1 \(([\d.]+) s stopping "
         r"them, in the background\)",
@@ -484,8 +504,7 @@ def test_switches_at_pool_size_one_do_not_wait_for_a_slow_shutdown(
     )
     assert found, result.stdout.str()
     assert int(found.group(1)) == switches
-    assert float(found.group(2)) >= switches * 3  # each stop waited for its app's shutdown
-    pids = {int(pid) for pid in (pytester.path / "pids.txt").read_text().split()}
+    pids = {int(pid) for _, pid, _ in progress}
     assert len(pids) == switches + 1
     assert not [pid for pid in pids if _alive(pid)]  # session end waited for every stop
 
