@@ -18,6 +18,7 @@ def test_every_public_class_and_function_lives_in_the_package(name: str) -> None
         assert pickle.loads(pickle.dumps(obj)) is obj
 
 
+@pytest.mark.slow  # a pytest session in a subprocess
 def test_a_start_failure_is_reported_under_its_public_name(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

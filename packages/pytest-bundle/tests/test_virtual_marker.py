@@ -179,6 +179,7 @@ def test_bad_marker_arguments_stop_the_session_at_collection(
     result.assert_outcomes()  # nothing ran
 
 
+@pytest.mark.slow  # xdist workers
 def test_a_bad_module_marker_is_reported_once_under_xdist(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     pytester.makepyfile(
@@ -427,6 +428,7 @@ def test_a_failure_with_the_grace_note_names_the_ways_to_raise_it(
         assert f"--virtual-clock-io-grace={longer}" in part
 
 
+@pytest.mark.slow  # xdist workers
 def test_the_hint_reaches_the_controller_under_xdist(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     pytester.makeconftest(BOTH_BACKENDS)

@@ -63,7 +63,6 @@ else:
 """
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sync", "asyncio", "trio", "forked"])
 def test_server_and_its_children_die_with_a_killed_parent(
     mode: str, apps_dir: Path, wait_gone: Callable[[int, float], bool]

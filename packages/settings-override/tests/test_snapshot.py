@@ -122,7 +122,6 @@ print(json.dumps({s.key: s.value() for s in registry}))
 """
 
 
-@pytest.mark.slow
 def test_a_real_child_sees_exactly_the_current_values(
     registry: SettingsRegistry, env: pytest.MonkeyPatch
 ) -> None:
