@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ._errors import ServerStartError
 
@@ -297,26 +298,35 @@ def start_kept_server(
             os.close(read_end)
     server = KeptServer(where, proc.pid, 0, "", _child=True)
     try:
-        ready = _wait_ready(read_end, startup_timeout)
+        outcome = _wait_ready(read_end, startup_timeout)
     finally:
         os.close(read_end)
-    if ready:
+    if outcome == "ready":
         loaded = KeptServer.load(where)
         if loaded is not None:
             server.port, server.url = loaded.port, loaded.url
             proc.returncode = 0  # ours to reap through KeptServer; no "still running" warning
             return server
+    exited_by_itself = False
+    if outcome == "closed":
+        # The status pipe closes as the child exits: give its exit (slow on a busy machine)
+        # time to finish before the kill, so the error says what happened, not "timed out".
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(shutdown_timeout, 1.0))
+            exited_by_itself = True
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     returncode = proc.wait()
-    died = proc.returncode is not None and not ready
     tail = server.output().splitlines()[-_TAIL_LINES:]
-    reason = (
-        f"the kept server exited before it was ready (exit status {returncode})"
-        if died and returncode != -signal.SIGKILL
-        else f"the kept server did not answer 200 on {health_path} within "
-        f"{startup_timeout} s; it was killed"
-    )
+    if exited_by_itself:
+        reason = f"the kept server exited before it was ready (exit status {returncode})"
+    elif outcome == "closed":
+        reason = "the kept server closed its status pipe without becoming ready; it was killed"
+    else:
+        reason = (
+            f"the kept server did not answer 200 on {health_path} within "
+            f"{startup_timeout} s; it was killed"
+        )
     raise ServerStartError(
         reason,
         command=[*command[:2], "server_launcher._keep", where],
@@ -326,23 +336,23 @@ def start_kept_server(
     )
 
 
-def _wait_ready(fd: int, timeout: float) -> bool:
-    """Read the child's status pipe: True on "ready", False on EOF (it died) or timeout."""
+def _wait_ready(fd: int, timeout: float) -> Literal["ready", "closed", "timeout"]:
+    """Read the child's status pipe: "ready", "closed" (EOF: it is exiting) or "timeout"."""
     deadline = time.monotonic() + timeout
     data = b""
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return False
+            return "timeout"
         readable, _, _ = select.select([fd], [], [], left)
         if not readable:
-            return False
+            return "timeout"
         chunk = os.read(fd, 64)
         if not chunk:
-            return False
+            return "closed"
         data += chunk
         if b"ready" in data:
-            return True
+            return "ready"
 
 
 # --- the server's side: python -c <loader> FOLDER SPEC -------------------------------------------
