@@ -494,14 +494,6 @@ def test_xdist_workers_each_pool_their_own_servers(
     result.stdout.fnmatch_lines(["*(across 2 xdist workers)*"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known race (issue 18, open): under CI load two workers sometimes each start a server "
-        "for one environment in shared mode (4 servers instead of 3, seen in 2 of 7 runs of "
-        "this test in .ci/run on 2026-12-07); not yet found"
-    ),
-)
 def test_xdist_shared_mode_shares_each_environment_and_stops_them(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
