@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ._errors import HostedApiServerError
     from ._reuse import Keeper
-    from ._sharing import SharedSlot
+    from ._sharing import RunSessions, SharedSlot
 
 # How an environment differs from the default server's: sorted (name, value) pairs, a value of
 # None removing the name. The default server's is ().
@@ -177,8 +177,6 @@ class ServerPool:
     _ending: bool = field(init=False, default=False)
     _changed: threading.Condition = field(init=False, default_factory=threading.Condition)
     _stoppers: list[threading.Thread] = field(init=False, default_factory=list)
-    # Shared mode: every slot this worker attached, to end its session in each at the end.
-    _slots: list[SharedSlot] = field(init=False, default_factory=list)
     _stop_errors: list[BaseException] = field(init=False, default_factory=list)
     # The URL the session-scoped hosted_api_server fixture gave (pytest caches it).
     default_url: str | None = field(init=False, default=None)
@@ -354,16 +352,19 @@ class ServerPool:
         with self._changed:
             self._closed = True
             running = [entry for entry in self._entries.values() if entry.url is not None]
-            slots, self._slots = self._slots, []
-        for slot in slots:  # before any owner waits for the others' sessions to end
-            slot.end_session()
+        sessions = None
+        if self.sharing is not None:
+            from ._sharing import RunSessions
+
+            sessions = RunSessions(self.sharing.shared_dir)
+            sessions.end()  # before this worker, as an owner, waits for the others' to end
         users = [entry for entry in running if not entry.owned]
         owned = [entry for entry in running if entry.owned]
         with ExitStack() as stack:  # every server is stopped even when leaving one raises
             stack.callback(self._join_stoppers)
-            stack.callback(_all_at_once, [partial(self._close_entry, e) for e in owned])
+            stack.callback(_all_at_once, [partial(self._close_entry, e, sessions) for e in owned])
             for entry in users:
-                stack.callback(self._close_entry, entry)
+                stack.callback(self._close_entry, entry, sessions)
 
     # --- internals (the ones named "under the lock" expect the caller to hold it) -----------
 
@@ -427,7 +428,6 @@ class ServerPool:
         url = slot.attach()
         with self._changed:
             entry.url, entry.slot, entry.owned = url, slot, slot.owner
-            self._slots.append(slot)
         return url
 
     def _run(
@@ -568,12 +568,13 @@ class ServerPool:
         if errors:
             raise errors[0]
 
-    def _close_entry(self, entry: _Entry) -> None:
+    def _close_entry(self, entry: _Entry, sessions: RunSessions | None) -> None:
         with self._changed:
             entry.holds = 0
             slot, entry.slot = entry.slot, None
             stop = self._detach(entry)
         if slot is not None:
-            slot.close()
+            assert sessions is not None  # a slot exists in shared mode only
+            slot.close(sessions)
         else:
             stop()

@@ -5,11 +5,12 @@ directory, named after the environment's fingerprint (the default server keeps t
 ``hosted_api_server.json`` / ``.lock``). The first worker that needs the environment starts its
 server under the lock and records it; the others attach and register as users. The starting
 worker (the owner) must outlive the users, because the launcher kills the server with the
-process that started it: at its session end it waits until every other user has left or died,
-then stops the server; before that, its pool may retire the server only while nobody else uses
-it. A worker whose server environment differs is refused with the keys that differ; the record
-keeps secret-looking values only as digests salted per shared server, and the slot's file name
-is a digest keyed by the run's id, so no file name or record holds a secret in clear.
+process that started it: at its session end it waits until every other worker of the run has
+ended its session or died (``RunSessions``, one file for the whole run), then stops the
+server; before that, its pool may retire the server only while nobody else uses it. A worker
+whose server environment differs is refused with the keys that differ; the record keeps
+secret-looking values only as digests salted per shared server, and the slot's file name is a
+digest keyed by the run's id, so no file name or record holds a secret in clear.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ._config import BundleConfig
 from ._hosted import ServerState, StartStats, run_server
 
 _DEFAULT_SLOT = "hosted_api_server"
+_RUN_SESSIONS = "hosted_api_sessions"
 _WAIT_STEP = 0.05
 
 
@@ -128,6 +130,45 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+class RunSessions:
+    """The xdist workers of this run whose sessions have not ended yet, in one file.
+
+    Every worker in shared mode begins its session here before its collection ends, and xdist
+    runs no test before every worker has collected, so a worker is listed before any owner
+    could stop a server it will ask for (issue 18: an owner that waited only for the workers
+    that had attached to its server stopped it under a worker that had not asked for it yet,
+    and that worker started a second one).
+    """
+
+    def __init__(self, shared_dir: Path) -> None:
+        from filelock import FileLock
+
+        self._path = shared_dir / f"{_RUN_SESSIONS}.json"
+        self._lock = FileLock(str(shared_dir / f"{_RUN_SESSIONS}.lock"))
+        self._me = os.getpid()
+
+    def begin(self) -> None:
+        """This worker's session began: owners wait for it to end before stopping a server."""
+        self._update(lambda pids: pids | {self._me})
+
+    def end(self) -> None:
+        """This worker's session is ending (again is harmless): owners no longer wait for it."""
+        self._update(lambda pids: pids - {self._me})
+
+    def others(self) -> set[int]:
+        """The other workers whose sessions have not ended (a dead one has ended)."""
+        with self._lock:
+            return {pid for pid in self._pids() if pid != self._me and _alive(pid)}
+
+    def _pids(self) -> set[int]:
+        data = _read(self._path) or {}
+        return {int(pid) for pid in data.get("sessions", [])}
+
+    def _update(self, change: Callable[[set[int]], set[int]]) -> None:
+        with self._lock:
+            _write(self._path, {"sessions": sorted(change(self._pids()))})
+
+
 class SharedSlot:
     """One environment's server as the xdist workers share it: attach, leave, retire, close."""
 
@@ -174,9 +215,6 @@ class SharedSlot:
                         f"error: {data['failure']}"
                     )
                 data["users"] = [pid for pid in data["users"] if _alive(int(pid))] + [self._me]
-                data["sessions"] = sorted(
-                    {pid for pid in data.get("sessions", []) if _alive(int(pid))} | {self._me}
-                )
                 _write(self._path, data)
                 self.owner = False
             else:
@@ -233,7 +271,7 @@ class SharedSlot:
             _write(self._path, record)
             raise
         self._server = context
-        data = {**record, "url": url, "users": [self._me], "sessions": [self._me]}
+        data = {**record, "url": url, "users": [self._me]}
         _write(self._path, data)
         return data
 
@@ -243,22 +281,6 @@ class SharedSlot:
             current = _read(self._path)
             if current is not None and current.get("owner_pid") == self._owner_pid:
                 current["users"] = [pid for pid in current["users"] if pid != self._me]
-                _write(self._path, current)
-
-    def end_session(self) -> None:
-        """This worker's session is ending: the owner no longer waits for it at its own end.
-
-        A worker stays in ``sessions`` between its tests (while ``users`` only lists the ones
-        holding the server now), so an owner whose tests ran out first never stops the server
-        under a worker that will still ask for it. Every slot ends its session before any owner
-        waits, so two owners never wait for each other.
-        """
-        with self._lock:
-            current = _read(self._path)
-            if current is not None and current.get("owner_pid") == self._owner_pid:
-                current["sessions"] = [
-                    pid for pid in current.get("sessions", []) if pid != self._me
-                ]
                 _write(self._path, current)
 
     def try_retire(self) -> bool:
@@ -275,18 +297,22 @@ class SharedSlot:
         self._stop()
         return True
 
-    def close(self) -> None:
-        """At session end: a user leaves; the owner waits for the users and for the other
-        workers' sessions that attached to it to end, then stops it."""
+    def close(self, sessions: RunSessions) -> None:
+        """At session end: a user leaves; the owner waits for the users and for every other
+        worker's session to end (this one's ended already), then stops it.
+
+        Every worker, not only those that attached so far: one lagging behind may not have
+        asked for this server yet, and would start a second one once this is stopped.
+        """
         if not self.owner:
             self.leave()
             return
         while True:
             with self._lock:
                 data = _read(self._path) or {}
-                waiting = {*data.get("users", []), *data.get("sessions", [])}
-                others = [pid for pid in waiting if pid != self._me and _alive(int(pid))]
-                if not others:
+                users = {int(pid) for pid in data.get("users", [])}
+                others = {pid for pid in users if pid != self._me and _alive(pid)}
+                if not others and not sessions.others():
                     self._path.unlink(missing_ok=True)
                     break
             time.sleep(_WAIT_STEP)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from ._errors import HostedApiServerError
     from ._pool import ServerPool
+    from ._sharing import RunSessions
 
 # sys.path as it was before pytest added rootdir, conftest folders and `pythonpath` entries:
 # whatever is added after this point is what the server child needs on its PYTHONPATH.
@@ -114,10 +115,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     check_app_importable(bundle, child_python_path(session.config, _BASELINE_SYS_PATH))
     if not _is_xdist_worker(session.config):  # a worker checks after its collection
         _stop_on(setting_problems(bundle))
+    sessions = _run_sessions(session.config)
+    if sessions is not None:  # before collection ends, so before any worker runs a test
+        sessions.begin()
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def _run_sessions(config: pytest.Config) -> RunSessions | None:
+    """Shared mode on an xdist worker: the run's list of workers whose sessions go on."""
+    if not (_config(config).shared and _is_xdist_worker(config)):
+        return None
+    factory = getattr(config, "_tmp_path_factory", None)  # what tmp_path_factory gives
+    if factory is None:  # the tmpdir plugin is off: the pool cannot share servers either
+        return None
+    from ._sharing import RunSessions
+
+    return RunSessions(factory.getbasetemp().parent)  # the pool's shared_dir
 
 
 def _stop_on(problems: list[str]) -> None:
@@ -187,7 +203,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """An xdist worker sends its server figures to the controller, which prints the summary."""
+    """An xdist worker sends its server figures to the controller, which prints the summary.
+
+    In shared mode it also ends its session in the run's list (if its pool did not already):
+    a worker that never asked for a server must not keep the owners waiting.
+    """
+    sessions = _run_sessions(session.config)
+    if sessions is not None:
+        sessions.end()
     output = getattr(session.config, "workeroutput", None)
     stats = session.config.stash.get(_STATS, None)
     if output is not None and stats is not None:
