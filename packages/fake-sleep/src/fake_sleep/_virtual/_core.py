@@ -148,8 +148,12 @@ class VirtualTime:
         assert driver is not None
         assert driver.scope is not None
         assert self._undo is not None
+        raised: BaseException | None = None
         try:
-            swallowed = bool(driver.scope.__exit__(exc_type, exc, tb))
+            try:
+                swallowed = bool(driver.scope.__exit__(exc_type, exc, tb))
+            except BaseException as error:  # trio's scope raises what it changed (a group)
+                swallowed, raised, exc = False, error, error
         finally:
             driver.scope = None
             driver.ended = True
@@ -163,6 +167,8 @@ class VirtualTime:
             if exc is not None and not swallowed:
                 failure.__cause__ = exc
             raise failure
+        if raised is not None:
+            raise raised
         return swallowed
 
 
