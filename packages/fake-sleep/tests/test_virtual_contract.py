@@ -171,6 +171,47 @@ async def test_an_accepted_unix_connection_from_a_child_holds_the_clock(
         assert conn.recv(1) == b"x"
 
 
+# -- a server in another thread of this process -------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+async def test_a_server_in_another_thread_of_this_process_holds_the_clock(
+    family: str, tmp_path: Path
+) -> None:
+    """A plain thread serves (as a threaded test server does): it answers after real work."""
+    if family == "tcp":
+        listener = socket.create_server(("127.0.0.1", 0))
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(tmp_path / "s"))
+        listener.listen()
+    listener.settimeout(30)
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1)
+                time.sleep(CHILD_DELAY)  # real work in the serving thread
+                conn.sendall(b"x")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        if family == "tcp":
+            connect = anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
+        else:
+            connect = anyio.connect_unix(str(tmp_path / "s"))
+        async with await connect as stream:
+            async with virtual_time(io_grace=GRACE) as clock:
+                with anyio.fail_after(30):
+                    await stream.send(b"?")
+                    assert await stream.receive(1) == b"x"
+                assert clock.time() < 30
+    finally:
+        server.join(30)
+
+
 # -- another event loop of the process, waiting on a child ---------------------------------
 
 
