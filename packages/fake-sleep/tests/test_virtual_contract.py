@@ -171,6 +171,47 @@ async def test_an_accepted_unix_connection_from_a_child_holds_the_clock(
         assert conn.recv(1) == b"x"
 
 
+# -- a server in another thread of this process -------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+async def test_a_server_in_another_thread_of_this_process_holds_the_clock(
+    family: str, tmp_path: Path
+) -> None:
+    """A plain thread serves (as a threaded test server does): it answers after real work."""
+    if family == "tcp":
+        listener = socket.create_server(("127.0.0.1", 0))
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(tmp_path / "s"))
+        listener.listen()
+    listener.settimeout(30)
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1)
+                time.sleep(CHILD_DELAY)  # real work in the serving thread
+                conn.sendall(b"x")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        if family == "tcp":
+            connect = anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
+        else:
+            connect = anyio.connect_unix(str(tmp_path / "s"))
+        async with await connect as stream:
+            async with virtual_time(io_grace=GRACE) as clock:
+                with anyio.fail_after(30):
+                    await stream.send(b"?")
+                    assert await stream.receive(1) == b"x"
+                assert clock.time() < 30
+    finally:
+        server.join(30)
+
+
 # -- another event loop of the process, waiting on a child ---------------------------------
 
 
@@ -376,6 +417,106 @@ def test_shielded_cleanup_sleeping_past_the_limit_fails_instead_of_hanging(
     # Sleeps of 4 s: end=10 stops at 8, max_jumps=3 at 12; the cleanup never moves time on.
     assert float(reached.removeprefix("time: ")) == {"end": 8.0, "max_jumps": 12.0}[limit]
     assert time.perf_counter() - started < 60
+
+
+#: A shielded wait that is not a sleep, which nothing can end once the block failed: a
+#: timeout or a bare timer due past end=, or an event nobody sets (a deadlock). Run in a
+#: child so that a hang fails the test instead of hanging the suite.
+_SHIELDED_WAIT = """
+import sys, anyio
+from fake_sleep import VirtualClockError, virtual_time
+
+backend, how, where = sys.argv[1:4]
+
+async def shielded_wait():
+    with anyio.CancelScope(shield=True):
+        if how == "fail_after":
+            with anyio.fail_after(100):
+                await anyio.Event().wait()
+        elif how == "move_on_after":
+            with anyio.move_on_after(100):
+                await anyio.Event().wait()
+        elif how == "native" and backend == "asyncio":  # a bare timer, waited on
+            import asyncio
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            loop.call_later(100, future.set_result, None)
+            await future
+        elif how == "native":
+            import trio
+            with trio.fail_after(100):
+                await trio.Event().wait()
+        else:  # an event that nothing sets, and no timer at all
+            await anyio.Event().wait()
+
+waiter = "not reached"
+
+async def watched():
+    global waiter
+    try:
+        await shielded_wait()
+        waiter = "returned"
+    except BaseException as exc:
+        waiter = type(exc).__name__
+        raise
+
+async def main():
+    block = virtual_time(end=10)
+    try:
+        async with block:
+            if where == "cleanup":
+                try:
+                    while True:
+                        await anyio.sleep(4)
+                finally:
+                    await watched()
+            elif where == "child":
+                async with anyio.create_task_group() as group:
+                    group.start_soon(watched)
+            else:
+                await watched()
+    except VirtualClockError as exc:
+        print("block:", type(exc).__name__)
+    print("waiter:", waiter)
+    print("time:", block.clock.time())
+
+anyio.run(main, backend=backend)
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "where", "expected"),
+    [
+        ("fail_after", "cleanup", "VirtualTimeLimitExceeded"),
+        ("move_on_after", "cleanup", "VirtualTimeLimitExceeded"),
+        ("fail_after", "inside", "VirtualTimeLimitExceeded"),
+        ("move_on_after", "child", "VirtualTimeLimitExceeded"),
+        ("native", "inside", "VirtualTimeLimitExceeded"),
+        ("native", "cleanup", "VirtualTimeLimitExceeded"),
+        ("event", "inside", "VirtualClockDeadlock"),
+        ("event", "child", "VirtualClockDeadlock"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_shielded_wait_that_nothing_can_end_fails_instead_of_hanging(
+    backend: str, how: str, where: str, expected: str
+) -> None:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _SHIELDED_WAIT, backend, how, where],
+            capture_output=True,
+            text=True,
+            timeout=60,  # it takes about a second: a hang, not a slow machine
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a shielded {how} wait ({where}) hung the virtual_time() block")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no "exception was never retrieved", no failed late timer
+    block, waiter, reached = done.stdout.splitlines()
+    # The waiter gets the error where it waits; the block ends with the same kind of error.
+    assert (block, waiter) == (f"block: {expected}", f"waiter: {expected}")
+    # Sleeps of 4 s with end=10 stop at 8; no wait ever moves time past end=.
+    assert float(reached.removeprefix("time: ")) == (8.0 if where == "cleanup" else 0.0)
 
 
 # -- huge loop clock values (hosts up for more than 194 days) -------------------------------

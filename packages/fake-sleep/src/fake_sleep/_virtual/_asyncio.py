@@ -16,14 +16,17 @@ Hooks, each set for the duration and taken back through the block's undo stack:
   written through a transport that reads all the time), shared by every active block.
 
 Read only: ``loop._ready``, ``loop._scheduled`` (through the public ``TimerHandle.when()``),
-``loop._ssock`` (the loop's own wake-up socket, never outside I/O) and, for epoll, the
-selector's ``_selector.poll`` for a cheap readiness check.
+``loop._ssock`` (the loop's own wake-up socket, never outside I/O), for epoll the
+selector's ``_selector.poll`` for a cheap readiness check and, only once a failed block is
+stuck, ``Task._fut_waiter`` and ``Future._callbacks`` (which future each task waits on, and
+which tasks resolve it) and the timer handles' ``_callback``/``_args``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import math
 import selectors
@@ -48,8 +51,6 @@ _MISSING: Any = object()
 #: Loops currently driven, so the process-wide wrappers find their driver.
 _ACTIVE: dict[asyncio.AbstractEventLoop, AsyncioDriver] = {}
 
-#: What ``asyncio.sleep`` schedules to end a sleep (``loop.call_later(delay, this, future)``).
-_SLEEP_DONE: Any = getattr(asyncio.futures, "_set_result_unless_cancelled", None)
 #: The longest single real wait for outside I/O (io_grace may be infinite); then look again.
 _LONGEST_WAIT = 3600.0
 #: What `BaseEventLoop._run_once` must use for this driver to be right.
@@ -176,6 +177,9 @@ class AsyncioDriver(Driver):
         loop = self.loop
         selector = self._selector
         self.begin(loop.time())
+        self.outside.update(asyncio.all_tasks(loop))
+        self.outside.discard(asyncio.current_task(loop))
+        stack.callback(self.outside.clear)
         _ACTIVE[loop] = self
         stack.callback(_ACTIVE.pop, loop, None)
         for hook in self._hooks:
@@ -252,8 +256,8 @@ class AsyncioDriver(Driver):
         else:
             failed = self.failure is not None
             if not self.may_jump(when):
-                if failed and self.stuck_past_limit():
-                    self._fail_sleeps()
+                if failed and self.still_stuck():
+                    self._fail_stuck()
                     return []
                 return self._real_select(THREAD_POLL) if failed else []
         if when > self.now:
@@ -294,24 +298,46 @@ class AsyncioDriver(Driver):
             if events:
                 self.idle_since = None
             return self._note(events)
-        self.deadlock()
+        if self.failure is None:
+            self.deadlock()
+        else:  # failed, cancelled, and still a grace later nothing runs: shielded waits
+            self.idle_since = None
+            self._fail_stuck()
         return []
 
     # -- failure ---------------------------------------------------------------------------
-    def _fail_sleeps(self) -> None:
-        """Fail every ``asyncio.sleep`` due past the limit (shielded cleanup would hang)."""
+    def _fail_stuck(self) -> None:
+        """Fail the waits of the block's tasks that nothing can end (see `Driver.still_stuck`).
+
+        A task's wait is the future it awaits (``Task._fut_waiter``); a task awaiting another
+        task, or a future that a pending task's completion resolves (a task group, ``gather``,
+        ``wait``), is left alone: it ends when the tasks it waits for do. Timers due past the
+        limit that would resolve a failed future are cancelled with it.
+        """
         loop: Any = self.loop
-        for handle in list(loop._scheduled):
-            args = getattr(handle, "_args", None) or ()
+        waiters: dict[asyncio.Future[Any], None] = {}
+        tasks = [task for task in asyncio.all_tasks(loop) if task not in self.outside]
+        for task in tasks:
+            waiter = getattr(task, "_fut_waiter", None)
             if (
-                (handle.when() > self.limit or self.jumps >= self.max_jumps)
-                and getattr(handle, "_callback", None) is _SLEEP_DONE
-                and args
-                and isinstance(args[0], asyncio.Future)
-                and not args[0].done()
+                isinstance(waiter, asyncio.Future)
+                and not isinstance(waiter, asyncio.Task)
+                and not waiter.done()
             ):
+                waiters[waiter] = None
+        if not waiters:
+            return
+        awaited = _resolved_by_tasks(tasks, waiters)
+        failed = {waiter: None for waiter in waiters if waiter not in awaited} or waiters
+        for waiter in failed:
+            waiter.set_exception(self.stuck_error())
+        # A timer that would resolve a failed future (``asyncio.sleep``'s, a bare
+        # ``call_later(delay, future.set_result, ...)``) would only raise InvalidStateError.
+        for handle in list(loop._scheduled):
+            callback = getattr(handle, "_callback", None)
+            targets = (getattr(callback, "__self__", None), *(getattr(handle, "_args", None) or ()))
+            if any(isinstance(target, asyncio.Future) and target in failed for target in targets):
                 handle.cancel()
-                args[0].set_exception(self.limit_error())
 
     def schedule_cancel(self) -> None:
         self.loop.call_soon(self.cancel_scope)
@@ -320,6 +346,45 @@ class AsyncioDriver(Driver):
         return describe_waiters(
             (task.get_name(), task.get_coro()) for task in asyncio.all_tasks(self.loop)
         )
+
+
+def _resolved_by_tasks(
+    tasks: list[asyncio.Task[Any]], waiters: Mapping[asyncio.Future[Any], None]
+) -> set[asyncio.Future[Any]]:
+    """The `waiters` that a pending task's done-callback refers to (it resolves them).
+
+    Looks through each callback, its bound object, its closure and one level of attributes:
+    enough for anyio and asyncio task groups, ``asyncio.gather`` and ``asyncio.wait``.
+    """
+    found: set[asyncio.Future[Any]] = set()
+
+    def look(value: object, depth: int) -> None:
+        if isinstance(value, asyncio.Future) and value in waiters:
+            found.add(value)
+            return
+        if depth == 0:
+            return
+        inner: list[object] = []
+        bound = getattr(value, "__self__", None)
+        if bound is not None:
+            inner.append(bound)
+        for cell in getattr(value, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                inner.append(cell.cell_contents)
+        if isinstance(value, functools.partial):
+            inner.extend((value.func, *value.args))
+        attributes = getattr(value, "__dict__", None)
+        if isinstance(attributes, dict) and not callable(value):
+            inner.extend(attributes.values())
+        for item in inner:
+            look(item, depth - 1)
+
+    for task in tasks:
+        if task.done():
+            continue
+        for entry in getattr(task, "_callbacks", None) or ():
+            look(entry[0] if isinstance(entry, tuple) else entry, 3)
+    return found
 
 
 def _shadow(stack: ExitStack, obj: Any, name: str, value: object) -> None:

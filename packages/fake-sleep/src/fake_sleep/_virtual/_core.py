@@ -24,8 +24,9 @@ class VirtualClock:
     """The handle `virtual_time()` yields: read and move the virtual time.
 
     Virtual time stands still between jumps: it moves only when every task is idle and
-    nothing real (a worker thread, outside I/O) is pending, straight to the nearest timer, or
-    when you call `advance`. Code that busy-waits on the loop clock
+    nothing real (a busy worker thread, a wait on another process, a subprocess or another
+    event loop of this process, each for at most ``io_grace``) is pending, straight to the
+    nearest timer, or when you call `advance`. Code that busy-waits on the loop clock
     therefore never sees it advance.
     """
 
@@ -148,8 +149,12 @@ class VirtualTime:
         assert driver is not None
         assert driver.scope is not None
         assert self._undo is not None
+        raised: BaseException | None = None
         try:
-            swallowed = bool(driver.scope.__exit__(exc_type, exc, tb))
+            try:
+                swallowed = bool(driver.scope.__exit__(exc_type, exc, tb))
+            except BaseException as error:  # trio's scope raises what it changed (a group)
+                swallowed, raised, exc = False, error, error
         finally:
             driver.scope = None
             driver.ended = True
@@ -163,6 +168,8 @@ class VirtualTime:
             if exc is not None and not swallowed:
                 failure.__cause__ = exc
             raise failure
+        if raised is not None:
+            raise raised
         return swallowed
 
 
@@ -233,35 +240,50 @@ def virtual_time(
     ```
 
     Every wait on the loop clock completes at once, in deadline order. Time jumps, straight
-    to the nearest timer, only when nothing real is pending: no task can run, no worker
+    to the nearest timer, only when nothing real is pending: no task can run; no worker
     thread started through ``anyio.to_thread.run_sync``, ``asyncio.to_thread``,
-    ``loop.run_in_executor`` or ``trio.to_thread.run_sync`` is busy, and no task waits on
-    outside I/O (a socket to a real server, a subprocess's pipe) that had traffic or began
-    less than `io_grace` real seconds ago. While something real is pending, the loop waits
-    for it in real time and virtual time stands still. Nothing is patched by name, so
-    early-imported sleeps and every timeout are covered. On exit the loop clock goes on at
-    real speed from the virtual time it reached, never backwards.
+    ``loop.run_in_executor`` or ``trio.to_thread.run_sync`` is busy (one stuck waiting on a
+    lock, event, queue or future lets time make a jump each real second); and no outside wait
+    is in progress: a socket or pipe to another process (socket pairs included: one end may
+    be in a child), a subprocess the loop waits for, or another event loop of this process
+    that runs or waits on such I/O. Each outside wait holds the clock for at most `io_grace`
+    real seconds; a timeout that fires after that carries a note starting with
+    `GRACE_NOTE_PREFIX`. While something real is pending, the loop waits for it in real time
+    and virtual time stands still. Nothing is patched by name, so early-imported sleeps and
+    every timeout are covered. On exit the loop clock goes on at real speed from the virtual
+    time it reached, never backwards.
 
     ``pendulum.now`` (if pendulum is installed) follows the virtual time while the block
     runs: it returns the real time plus the virtual seconds jumped so far.
 
     Args:
-        end: Virtual seconds since entry that time may not pass. A jump past it raises
-            `VirtualTimeLimitExceeded` from the ``async with`` (a livelock guard).
+        end: Virtual seconds since entry that time may not pass (a livelock guard; by
+            default ten virtual years, ``math.inf`` for none). A jump past it raises
+            `VirtualTimeLimitExceeded`; time never moves past it.
         time_time: Also shift ``time.time()`` and ``time.time_ns()``.
         datetime_now: Also shift ``datetime.datetime.now()``, ``utcnow()`` and ``today()``
             (through the ``datetime`` module's attribute, see the docs).
-        io_grace: Real seconds of silence after which a wait on outside I/O no longer keeps
-            the clock still (a server slower than this to answer meets its client's timeout
-            at once). ``0`` ignores outside I/O; ``math.inf`` always waits for it.
+        io_grace: Real seconds one outside wait may keep the clock still (from its start or
+            its last traffic); then time jumps, so a server slower than this to answer meets
+            its client's timeout. ``0`` ignores outside waits; ``math.inf`` always waits.
+        max_jumps: Jumps after which the block fails with `VirtualTimeLimitExceeded` (a
+            livelock of short sleeps; ``math.inf`` for none).
 
     Raises:
         VirtualClockDeadlock: from the ``async with`` when nothing can ever run again.
-        VirtualTimeLimitExceeded: from the ``async with`` when time would pass ``end``.
+        VirtualTimeLimitExceeded: from the ``async with`` when time would pass ``end`` or
+            ``max_jumps`` is reached.
         VirtualClockError: on entry, changing nothing: already active in this loop, a loop
             that cannot be driven (uvloop, Windows' Proactor loop, an event loop or trio
             whose private hooks differ from the supported versions), or `patch_sleep` active.
         RuntimeError: not inside async code (`VirtualClockError` is a `RuntimeError` too).
+        TypeError: an argument of the wrong type (nothing changed).
+        ValueError: a negative or NaN number of seconds, ``max_jumps`` below 1 (nothing
+            changed).
+
+    A wait that the block's cancellation cannot reach (under ``anyio.CancelScope(shield=
+    True)``) and that nothing can end any more once the block failed gets the same kind of
+    error where it waits, instead of hanging.
     """
     if end is not None:
         end = check_seconds(end, "end")

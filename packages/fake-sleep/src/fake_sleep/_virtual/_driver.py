@@ -136,6 +136,9 @@ class Driver:
         #: One line per wait that held the clock for a whole grace before a jump.
         self.grace_notes: list[str] = []
         self.thread = threading.get_ident()
+        #: Tasks of the loop that were there before the block (other than the one entering
+        #: it): they are outside the block, and a stuck block never fails their waits.
+        self.outside: set[object] = set()
 
     def begin(self, start: float) -> None:
         self.now = self.start = start
@@ -169,7 +172,7 @@ class Driver:
 
         Never true past the limit: after the failure, time stays where it is and the block's
         tasks are cancelled again, so cleanup that sleeps past the limit does not run either
-        (a shielded one gets the error from its sleep: `stuck_past_limit`).
+        (a shielded wait gets the error where it waits: `still_stuck`).
         """
         if deadline <= self.limit and self.jumps < self.max_jumps:
             self.jumps += 1
@@ -247,26 +250,38 @@ class Driver:
             )
         )
 
-    def stuck_past_limit(self) -> bool:
-        """After the limit was hit: whether sleeps past it should now fail (no hang).
+    def still_stuck(self) -> bool:
+        """After the block failed: whether its remaining waits should now fail (no hang).
 
-        Called when nothing can run and the only timers are past the limit. Time may not move,
-        and shielded cleanup sleeping past the limit cannot be cancelled: once this state lasts
-        the deadlock grace, the backend fails those sleeps with the limit error (rule 1).
+        Called when nothing can run and time may not move: either the only timers are past
+        the limit, or there is no timer and the block already failed. The block's scope was
+        cancelled, so a task still blocked here waits under a shield (cleanup code, a shielded
+        ``fail_after``, a bare timer past ``end=``) for something nothing will do. Once this
+        state lasts the deadlock grace, the backend fails those waits (`stuck_error`) so the
+        block ends (rule 1).
         """
         if self.grace_left() > 0:
             return False
         self.idle_since = None
         return True
 
-    def limit_error(self) -> VirtualTimeLimitExceeded:
-        """A fresh error for one sleep past the limit, after the block already failed."""
+    def stuck_error(self) -> VirtualClockError:
+        """A fresh error for one wait of a failed block that nothing can end any more."""
+        if isinstance(self.failure, VirtualClockDeadlock):
+            return VirtualClockDeadlock(
+                f"virtual_time(): this wait can never end: the block failed with a deadlock"
+                f" at {self.elapsed():g} virtual seconds and this task still waits (shielded"
+                " from the block's cancellation) for something nothing will do; the wait fails"
+                " instead of hanging."
+            )
         return VirtualTimeLimitExceeded(
-            f"virtual_time(): this sleep would take virtual time past the limit (end="
-            f"{self.limit - self.start:g} virtual seconds, max_jumps={self.max_jumps:g}) that"
-            " the block already reached; virtual time does not move past it, so the sleep"
-            " fails instead of waiting for ever. Raise the limit with end= (virtual_clock_end"
-            " under pytest-bundle) or max_jumps=, or do not sleep that long in cleanup code."
+            f"virtual_time(): this wait can never end: virtual time reached the limit (end="
+            f"{self.limit - self.start:g} virtual seconds, max_jumps={self.max_jumps:g}) and"
+            " does not move past it, and nothing else can wake this task (it is shielded from"
+            " the block's cancellation, e.g. cleanup code, or a timeout or timer due past the"
+            " limit); the wait fails instead of hanging. Raise the limit with end="
+            " (virtual_clock_end under pytest-bundle) or max_jumps=, or do not wait past it"
+            " in shielded code."
         )
 
     def grace_left(self) -> float:

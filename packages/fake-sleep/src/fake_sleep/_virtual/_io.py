@@ -10,8 +10,10 @@ or, for a wait that has none (a subprocess watched by a thread, another event lo
 running), a string describing it; ``token`` changes when a new wait starts on the same key.
 
 Inside (never holds), only where that is certain: a listening socket of this loop; a socket
-connected to a listener of this loop (the server side is this loop's own task); a connection
-whose peer's address is a socket of this process (the accepted side of such a connection).
+connected to a listener of this loop (the server side is this loop's own task); the accepted
+side of such a connection (its local address is this loop's listener, its peer a socket of
+this process). A connection to a socket of this process that no listener of this loop
+accepted is served by another thread (a threaded test server): outside.
 Everything else is outside, in particular unnamed UNIX socket pairs (one end may have gone to
 a child: ``multiprocessing.Pipe()``, a supervisor's wake-up pair), UNIX connections from
 unnamed clients, pipes and any descriptor that cannot be inspected. Where uncertain, outside:
@@ -234,7 +236,11 @@ class OutsideIO:
         if self._is_listener(peer):
             return False, True, what  # a client of this loop's own server
         if _key(peer) in process_addresses():
-            return False, True, what  # the peer is a socket of this process
+            if self._is_listener(local):
+                return False, True, what  # this loop's server side; the client is in-process
+            # A server in another thread of this process (a threaded test server): that
+            # thread may be about to answer, which this loop's poll cannot see.
+            return True, True, f"{what} (served by another thread of this process)"
         return True, True, what
 
     def _is_listener(self, address: _Address) -> bool:

@@ -5,6 +5,8 @@ trio has no public way to change the clock of a running run. This driver uses th
 ``clock_autojump_threshold``, and reads ``runq``, ``entry_queue.queue``,
 ``entry_queue.idempotent_queue``, ``waiting_for_idle`` and the I/O manager's table of waits
 (``io_manager._registered``; where a platform's manager has none, outside I/O is not seen).
+Once a failed block is stuck, it ends each blocked task's wait through ``Task._abort_func``
+and ``Task._attempt_abort``, the way trio itself delivers KeyboardInterrupt.
 It wraps the ``start_thread_soon`` name inside ``trio._threads`` for the duration to count the
 worker threads ``trio.to_thread.run_sync`` (and so anyio) starts. The constructor checks every
 one of these before anything changes and refuses a run that lacks one with
@@ -23,9 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from itertools import chain
-from typing import Any, TypeGuard
+from typing import Any, NoReturn, TypeGuard
 
-import outcome
 import trio
 from trio.abc import Clock, Instrument
 
@@ -90,6 +91,8 @@ def _runner() -> Any:
     for name in ("queue", "idempotent_queue"):
         if not hasattr(runner.entry_queue, name):
             raise unsupported(_SUBJECT, f"trio's Runner.entry_queue has no {name!r}")
+    if not callable(getattr(trio.lowlevel.Task, "_attempt_abort", None)):
+        raise unsupported(_SUBJECT, "trio's Task has no '_attempt_abort' (ends a stuck wait)")
     return runner
 
 
@@ -150,6 +153,9 @@ class TrioVirtualClock(Driver, Clock):
     def install(self, stack: ExitStack) -> None:
         runner = self._runner
         self.begin(self._saved_clock.current_time())
+        self.outside.update(_walk(self._root))
+        self.outside.discard(trio.lowlevel.current_task())
+        stack.callback(self.outside.clear)
         stack.enter_context(self._hook.applied())
         # trio's own autojump would assert the clock is a MockClock; we jump ourselves.
         runner.clock_autojump_threshold = math.inf
@@ -216,10 +222,9 @@ class TrioVirtualClock(Driver, Clock):
         else:
             failed = self.failure is not None
             if not self.may_jump(deadline):
-                if failed and self.stuck_past_limit():
-                    self._fail_sleeps()
-                    return 0.0
-                return THREAD_POLL if failed else 0.0
+                if failed:
+                    return self._after_failure()
+                return 0.0
         self._stop_progress()
         self._pending = deadline
         return 0.0
@@ -241,6 +246,23 @@ class TrioVirtualClock(Driver, Clock):
         return self.now
 
     def _no_timer(self) -> float:
+        if self.failure is not None:
+            return self._after_failure()
+        left = self._quiet_left()
+        if left > 0:
+            return min(left, DEADLOCK_GRACE)
+        self.deadlock()
+        return THREAD_POLL
+
+    def _after_failure(self) -> float:
+        """The block failed and nothing runs: fail its stuck waits once that lasts a grace."""
+        if self._quiet_left() <= 0 and self.still_stuck():
+            with suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._fail_stuck)
+        return THREAD_POLL
+
+    def _quiet_left(self) -> float:
+        """Real seconds of deadlock grace left; the grace starts again whenever a task ran."""
         progress = self._progress
         if progress is None:
             progress = self._progress = _Progress()
@@ -248,11 +270,7 @@ class TrioVirtualClock(Driver, Clock):
         elif progress.ran:
             progress.ran = False
             self.idle_since = None
-        left = self.grace_left()
-        if left > 0:
-            return min(left, DEADLOCK_GRACE)
-        self.deadlock()
-        return THREAD_POLL
+        return self.grace_left()
 
     def _stop_progress(self) -> None:
         self.idle_since = None
@@ -263,18 +281,29 @@ class TrioVirtualClock(Driver, Clock):
                 trio.lowlevel.remove_instrument(progress)
 
     # -- failure ---------------------------------------------------------------------------
-    def _fail_sleeps(self) -> None:
-        """Fail every ``trio.sleep`` due past the limit (shielded cleanup would hang).
+    def _fail_stuck(self) -> None:
+        """Fail the waits of the block's tasks that nothing can end (see `Driver.still_stuck`).
 
-        Called only while the run queue is empty, so every task is blocked; a task blocked in
-        ``sleep_forever`` under ``sleep_until`` has nothing to undo, so it may be rescheduled.
+        Runs from trio's entry queue, as trio delivers KeyboardInterrupt: through the blocked
+        task's own abort function (``Task._attempt_abort``), so whatever it waited in is
+        undone cleanly. Only tasks with no live child task are failed; a parent goes on
+        waiting for its children, and fails in a later round if it is still stuck then.
         """
-        for task in _walk(self._root):
-            deadline = _sleep_deadline(task.coro)
-            if deadline is not None and (deadline > self.limit or self.jumps >= self.max_jumps):
-                trio.lowlevel.reschedule(task, outcome.Error(self.limit_error()))
+        for task in list(_walk(self._root)):
+            if task in self.outside or getattr(task, "_abort_func", None) is None:
+                continue
+            if any(nursery.child_tasks for nursery in task.child_nurseries):
+                continue
+            error = self.stuck_error()
+
+            def raise_error(error: BaseException = error) -> NoReturn:
+                raise error
+
+            task._attempt_abort(raise_error)
 
     def schedule_cancel(self) -> None:
+        if self.scope is not None and self.scope.cancel_called:
+            return  # a trio scope stays cancelled (and a callback would count as progress)
         with suppress(trio.RunFinishedError):
             self._token.run_sync_soon(self.cancel_scope)
 
@@ -289,27 +318,6 @@ def _is_mock_clock(clock: Clock) -> TypeGuard[Any]:
     # trio.testing imports pytest (about a second when cold): only look if it is loaded.
     testing = sys.modules.get("trio.testing")
     return testing is not None and isinstance(clock, testing.MockClock)
-
-
-_SLEEP_UNTIL = trio.sleep_until.__code__
-_SLEEP_FOREVER = trio.sleep_forever.__code__
-
-
-def _sleep_deadline(coro: Any) -> float | None:
-    """The deadline of the ``trio.sleep_until`` a task is blocked in, if it is blocked there."""
-    for _ in range(256):  # an await chain is far shorter; a bound against a cycle
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            return None
-        inner = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-        if frame.f_code is _SLEEP_UNTIL:
-            inner_frame = getattr(inner, "cr_frame", None)
-            if inner_frame is None or inner_frame.f_code is not _SLEEP_FOREVER:
-                return None
-            deadline = frame.f_locals.get("deadline")
-            return float(deadline) if isinstance(deadline, (int, float)) else None
-        coro = inner
-    return None
 
 
 def _walk(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
