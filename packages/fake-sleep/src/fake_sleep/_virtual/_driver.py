@@ -60,7 +60,7 @@ DEADLOCK_GRACE = 0.5
 #: loop anyway; this only bounds a missed wake-up and paces the stuck-thread check).
 THREAD_POLL = 0.1
 #: Default real seconds after which a wait on something outside no longer holds the clock.
-IO_GRACE = 2.0
+IO_GRACE = 10.0
 #: Without ``end=``, virtual time fails once it passes ten virtual years (a livelock guard).
 DEFAULT_HORIZON = 10 * 365.25 * 86400
 #: ... or after this many jumps, whichever comes first.
