@@ -5,6 +5,8 @@ A reader thread alone is not enough for ``output()``: a line the server wrote ju
 answered a request may still sit in the pipe when the answer arrives. So the pipe is read
 non-blocking, under one lock, by the thread *and* by every ``text()`` call, which first takes
 whatever is pending: what the server wrote before the call is always in what it returns.
+Until the server is ready, the launcher's supervising thread reads it (``pump``) instead of the
+thread: no second thread wakes up on the path to ready.
 """
 
 from __future__ import annotations
