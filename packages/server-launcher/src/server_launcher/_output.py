@@ -5,6 +5,8 @@ A reader thread alone is not enough for ``output()``: a line the server wrote ju
 answered a request may still sit in the pipe when the answer arrives. So the pipe is read
 non-blocking, under one lock, by the thread *and* by every ``text()`` call, which first takes
 whatever is pending: what the server wrote before the call is always in what it returns.
+Until the server is ready, the launcher's supervising thread reads it (``pump``) instead of the
+thread: no second thread wakes up on the path to ready.
 """
 
 from __future__ import annotations
@@ -69,7 +71,12 @@ class OutputSink:
         self._hurry = threading.Event()
 
     def start(self, pipe: IO[bytes]) -> None:
-        """Open the log and start draining ``pipe`` in a daemon thread; it ends at EOF."""
+        """Open the log and take ``pipe``; the drain thread starts later (``start_draining``).
+
+        Until then the owner reads the pipe itself (``pump``) when its selector says so: a thread
+        woken by the start's last lines, right when the server starts answering, competed with
+        the launcher's own threads (the GIL, a core) and delayed "ready" under CPU load.
+        """
         fd, self.log_path = tempfile.mkstemp(
             prefix="server-launcher-", suffix=".log", dir=self._log_dir
         )
@@ -77,6 +84,21 @@ class OutputSink:
         self._pipe = pipe
         self._pipe_fd = pipe.fileno()
         os.set_blocking(self._pipe_fd, False)  # read by the thread and by text() alike
+
+    def fileno(self) -> int:
+        """The pipe's descriptor, for the owner's selector until the drain thread runs."""
+        assert self._pipe_fd is not None
+        return self._pipe_fd
+
+    def pump(self) -> bool:
+        """Keep what the pipe holds now (from the owner's thread); True at EOF."""
+        with self._read_lock:
+            return self._read_pending(limit=1024 * 1024)
+
+    def start_draining(self) -> None:
+        """Start the daemon thread that drains the pipe until EOF (idempotent)."""
+        if self._thread is not None or self._pipe_fd is None:
+            return
         self._thread = threading.Thread(target=self._drain, name="server-output", daemon=True)
         self._thread.start()
 
@@ -198,6 +220,7 @@ class OutputSink:
         If something outside the group still holds the pipe, take what is pending and go on.
         """
         self._hurry.set()  # no batching wait on the way to EOF
+        self.start_draining()
         if self._thread is not None:
             self._thread.join(timeout)
             if not self._thread.is_alive():

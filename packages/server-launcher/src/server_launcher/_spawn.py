@@ -264,6 +264,9 @@ class Supervisor:
                 assert self._exit_watch is not None
                 sel.register(self._exit_watch, selectors.EVENT_READ, "exit")
                 sel.register(self._control_r, selectors.EVENT_READ, "control")
+                # Until ready (and until the first output after it) this thread reads the
+                # output itself: no second thread wakes up on the path to ready.
+                sel.register(self.output.fileno(), selectors.EVENT_READ, "output")
                 if self._wait_ready(sel):
                     self.ready.set()
                     self._poke()
@@ -353,7 +356,10 @@ class Supervisor:
                     if tag == "exit":
                         self._failure = ("exit", "")
                         return False
-                    if tag == "control":
+                    if tag == "output":
+                        if self.output.pump():  # EOF: the drain thread closes it later
+                            sel.unregister(key.fileobj)
+                    elif tag == "control":
                         self._drain_control()
                         if self.stop_requested:
                             return False
@@ -403,10 +409,17 @@ class Supervisor:
         assert self._proc is not None
         return self._proc
 
+    def _hand_output_over(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+        """The first output after ready: from now on the drain thread reads it (in batches)."""
+        sel.unregister(key.fileobj)
+        self.output.start_draining()
+
     def _wait_stop_or_exit(self, sel: selectors.BaseSelector) -> None:
         while True:
             for key, _ in sel.select():
-                if key.data == "exit":
+                if key.data == "output":
+                    self._hand_output_over(sel, key)
+                elif key.data == "exit":
                     self.exited_on_its_own = True
                     return
                 if key.data == "control":
@@ -438,9 +451,11 @@ class Supervisor:
                 self._kill_all()
                 return
             for key, _ in sel.select(min(remaining, _MAX_WAIT)):
-                if key.data == "exit":
+                if key.data == "output":
+                    self._hand_output_over(sel, key)
+                elif key.data == "exit":
                     return
-                if key.data == "control":
+                elif key.data == "control":
                     self._drain_control()
 
     def _finish(self) -> None:
