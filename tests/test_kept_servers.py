@@ -6,6 +6,8 @@ stops what its sessions kept (``--hosted-api-stop-kept``), then kills any pid st
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -13,8 +15,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+
+from server_launcher import KeptServer
 
 pytestmark = pytest.mark.slow
 
@@ -254,13 +259,6 @@ def test_second_session_adopts_the_kept_servers(project: Project) -> None:
     assert project.row("pooled")[4] == "pooled"  # the variant's own environment
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known bug (issue 21, open): once in 3 legs of .ci/run on 2026-12-07 the second "
-        "session adopted the kept server after the app's code changed (same pid); not yet found"
-    ),
-)
 def test_a_code_change_restarts_the_kept_server(project: Project) -> None:
     project.run().assert_outcomes(passed=2)
     old = project.pid()
@@ -272,6 +270,37 @@ def test_a_code_change_restarts_the_kept_server(project: Project) -> None:
     assert project.row()[3] == "second"  # the new code answers, never the old
     result.stdout.fnmatch_lines(["*hosted_api_server restarted: app code changed: myapp.py*"])
     assert _wait_gone(old, 30)
+
+
+def test_a_later_import_never_hides_an_earlier_code_change(project: Project) -> None:
+    """Issue 21: a kept server that imported more after its app file was edited noted the
+    edited file as it was on disk then, and the next session adopted it (the old code)."""
+    (project.path / "lazymod.py").write_text('ANSWER = "old"\n')
+    project.run("test_app.py", "-k", "default").assert_outcomes(passed=1, deselected=1)
+    old = project.pid()
+    [folder] = project.kept_folders()
+    app = project.path / "myapp.py"
+    app.write_text(app.read_text().replace('VERSION = "one"', 'VERSION = "two"'))  # same size
+    # Between the sessions the kept server imports a module (a request; any thread's import).
+    url = json.loads((folder / "state.json").read_text())["url"]
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("GET", "/api/lazy")
+        assert connection.getresponse().read() == b"old"
+    finally:
+        connection.close()
+    kept = KeptServer.load(folder)
+    assert kept is not None
+    deadline = time.monotonic() + 20  # noted at once now; within a tick (1 s) before the fix
+    while not any("lazymod.py" in str(m) for m in kept.modules()):
+        assert time.monotonic() < deadline, "the kept server never noted lazymod.py"
+        time.sleep(0.02)
+    result = project.run("test_app.py", "-k", "default")
+    result.assert_outcomes(passed=1, deselected=1)
+    assert project.row()[3] == "two"  # the new code answers, never the old
+    assert project.pid() != old
+    result.stdout.fnmatch_lines(["*hosted_api_server restarted: app code changed: myapp.py*"])
 
 
 def test_an_environment_change_restarts_the_kept_server(project: Project) -> None:

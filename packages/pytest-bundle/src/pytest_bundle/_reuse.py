@@ -6,8 +6,9 @@ server; a session holds the server it uses (an exclusive lock; the kernel drops 
 session dies, even by SIGKILL), so two sessions running at once never share one. A kept server
 is adopted only when its *key* still matches: the options that decide what it serves, its whole
 environment (less pytest's per-run variables), the Python, and the module files it imported
-(path, size, mtime). Otherwise it is stopped and a new one started, with the reason said once.
-The server itself exits after ``hosted_api_reuse_idle`` seconds with no holder.
+(each fingerprinted by the server as it imported it: ``KeptServer.code_changed``). Otherwise
+it is stopped and a new one started, with the reason said once. The server itself exits after
+``hosted_api_reuse_idle`` seconds with no holder.
 """
 
 from __future__ import annotations
@@ -304,22 +305,16 @@ def why_stale(
     return None
 
 
-def code_changed(modules: list[tuple[str, int, int]], root: str) -> str | None:
-    """The first module file (the rootdir's first) that changed since the server imported it."""
+def code_changed(kept: KeptServer, root: str) -> str | None:
+    """Why the kept server's code is not the code on disk: the first module file (the
+    rootdir's first) that changed since the server imported it; None when none did."""
+    found = kept.code_changed(first_under=root or None)
+    if found is None:
+        return None
+    path, what = found
     prefix = os.path.join(root, "")
-    ordered = sorted(modules, key=lambda m: (not m[0].startswith(prefix), m[0]))
-    for path, size, mtime in ordered:
-        try:
-            info = os.stat(path)
-        except OSError:
-            return f"app code changed: {_shown(path, prefix)} (gone)"
-        if info.st_size != size or info.st_mtime_ns != mtime:
-            return f"app code changed: {_shown(path, prefix)}"
-    return None
-
-
-def _shown(path: str, prefix: str) -> str:
-    return path[len(prefix) :] if path.startswith(prefix) else path
+    shown = path[len(prefix) :] if root and path.startswith(prefix) else path
+    return f"app code changed: {shown}" + (" (gone)" if what == "gone" else "")
 
 
 @dataclass
@@ -436,10 +431,9 @@ class Keeper:
         except (OSError, ValueError):
             return "its key file is unreadable"
         root = self.config.rootdir or ""
-        modules = kept.modules()
-        if not modules:  # no code fingerprint to check: never adopt what might be stale
+        if not kept.modules():  # no code fingerprint to check: never adopt what might be stale
             return "its list of imported modules is missing or unreadable"
-        return why_stale(saved, options, env, root) or code_changed(modules, root)
+        return why_stale(saved, options, env, root) or code_changed(kept, root)
 
     def _adopt(
         self, kept: KeptServer, hold: KeptHold, state: ServerState

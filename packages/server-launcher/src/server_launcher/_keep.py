@@ -7,9 +7,12 @@ A kept server lives in a folder the caller owns (mode 0700). The folder holds:
   kernel releases it when that process ends, even by SIGKILL, so a dead holder never pins it;
 - ``state.json``: the server's pid, port and URL, written once it answered 200 on its health
   path, removed when it expires;
-- ``modules.json``: every module file the server had imported (path, size, mtime in ns), written
-  at ready and again whenever it imports more (checked every tick), so a caller can tell
-  whether the code it serves is still the code on disk;
+- ``modules.json`` and ``modules.more``: a fingerprint of every module file the server imported
+  (size, mtime, ctime and inode, and a content hash when the file was modified just before),
+  each taken once, when the import system found the file and before it read it, so a caller
+  can tell whether the code it serves is still the code on disk (``KeptServer.code_changed``).
+  ``modules.json`` holds those imported before ready; one line per file imported later is
+  appended to ``modules.more`` before that module runs;
 - ``server.log``: everything it printed.
 
 The server runs detached (a session of its own, no tie to the launcher): its own watchdog, a
@@ -24,21 +27,32 @@ import os
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import ServerStartError
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 __all__ = ["KeptHold", "KeptServer", "hold_kept", "start_kept_server"]
 
 _HOST = "127.0.0.1"
 _TAIL_LINES = 50
 _LOCK_WAIT = 0.2  # the server's own idle probe holds the lock for microseconds
+# File timestamps are coarse (a kernel tick; 1-2 s on some file systems): a file modified this
+# recently when its fingerprint is taken could change again with the same size and times.
+_RACY_NS = 2_000_000_000
+# One module file as it was when the server imported it:
+# [path, size, mtime_ns, ctime_ns, inode, sha256 of the content or None (not racy)].
+_Record = list[object]
 
 
 # --- the caller's side --------------------------------------------------------------------------
@@ -91,6 +105,7 @@ def hold_kept(folder: str | os.PathLike[str], *, wait: float = _LOCK_WAIT) -> Ke
 
 
 _W = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -143,13 +158,27 @@ class KeptServer:
 
         return pid_alive(self.pid) and _runs_folder(self.pid, self.folder)
 
-    def modules(self) -> list[tuple[str, int, int]]:
-        """The module files it imported: (path, size, mtime_ns)."""
-        try:
-            with open(os.path.join(self.folder, "modules.json"), encoding="utf-8") as f:
-                return [(str(p), int(s), int(m)) for p, s, m in json.load(f)]
-        except (OSError, ValueError, TypeError):
-            return []
+    def modules(self) -> list[str]:
+        """The module files it imported (sorted paths); empty when its record is missing or
+        unreadable (then nothing tells whether its code is still the code on disk)."""
+        return sorted(_read_records(self.folder))
+
+    def code_changed(self, first_under: str | None = None) -> tuple[str, str] | None:
+        """The first module file it imported that is no longer what it imported, as
+        ``(path, "changed")`` or ``(path, "gone")``; None when every one is unchanged.
+
+        Files under ``first_under`` are checked first (so the message names the app's own file).
+        A file counts as changed when its size, mtime, ctime or inode differ; one that was
+        modified within 2 s before the server imported it (its times alone cannot prove it
+        unchanged) is compared by content. An empty record (see ``modules``) reports nothing.
+        """
+        records = _read_records(self.folder)
+        prefix = os.path.join(first_under, "") if first_under else None
+        for path in sorted(records, key=lambda p: (not (prefix and p.startswith(prefix)), p)):
+            what = _compare(records[path])
+            if what is not None:
+                return path, what
+        return None
 
     def output(self) -> str:
         """Everything it printed (its log file)."""
@@ -358,18 +387,159 @@ def _wait_ready(fd: int, timeout: float) -> Literal["ready", "closed", "timeout"
 # --- the server's side: python -c <loader> FOLDER SPEC -------------------------------------------
 
 
-def _module_files() -> list[tuple[str, int, int]]:
-    files = []
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if not isinstance(path, str):
-            continue
+def _read_records(folder: str) -> dict[str, _Record]:
+    """The kept server's module records by path; empty when missing or unreadable."""
+    records: dict[str, _Record] = {}
+    try:
+        with open(os.path.join(folder, "modules.json"), encoding="utf-8") as f:
+            rows: list[object] = json.load(f)
         try:
-            info = os.stat(path)
-        except OSError:
-            continue
-        files.append((os.path.abspath(path), info.st_size, info.st_mtime_ns))
-    return sorted(set(files))
+            with open(os.path.join(folder, "modules.more"), encoding="utf-8") as f:
+                rows += [json.loads(line) for line in f]
+        except FileNotFoundError:
+            pass
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 6 and isinstance(row[0], str)):
+                return {}
+            records[row[0]] = row
+    except (OSError, ValueError):  # a torn line is a ValueError too: never trust a partial record
+        return {}
+    return records
+
+
+def _compare(record: _Record) -> str | None:
+    """``"changed"`` or ``"gone"`` when the file is no longer what the record says; else None."""
+    path, size, mtime, ctime, inode, digest = record
+    try:
+        info = os.stat(str(path))
+    except OSError:
+        return "gone"
+    if (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino) != (
+        size,
+        mtime,
+        ctime,
+        inode,
+    ):
+        return "changed"
+    if digest is not None and _sha256(str(path)) != digest:
+        return "changed"
+    return None
+
+
+def _sha256(path: str) -> str:
+    """The file's content digest ("" when it cannot be read: never equal to a real one)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def _fingerprint(path: str) -> _Record | None:
+    """The record of ``path`` as it is now (None when it is not a regular file)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    recent = max(info.st_mtime_ns, info.st_ctime_ns) >= time.time_ns() - _RACY_NS
+    digest = _sha256(path) if recent else None
+    return [path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, digest]
+
+
+class _ImportNotes:
+    """The server's record of its module files: each fingerprinted once, never refreshed.
+
+    A later fingerprint of a file would describe the disk, not the code the server runs (issue
+    21: re-noting every file when more were imported hid an edit made since). Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._records: dict[str, _Record] = {}
+        self._more: str | None = None  # once published: where later notes are appended
+        self._inside = threading.local()
+
+    def note(self, path: str) -> None:
+        path = os.path.abspath(path)
+        if path in self._records:
+            return
+        with self._lock:
+            if path in self._records or getattr(self._inside, "busy", False):
+                return
+            self._inside.busy = True  # whatever noting imports is not noted (no recursion)
+            try:
+                record = _fingerprint(path)
+                if record is None:
+                    return
+                self._records[path] = record
+                if self._more is not None:
+                    line = json.dumps(record).encode() + b"\n"
+                    fd = os.open(self._more, _APPEND, 0o600)
+                    try:
+                        os.write(fd, line)  # one small append: a reader sees it whole or not
+                    finally:
+                        os.close(fd)
+            finally:
+                self._inside.busy = False
+
+    def sweep(self) -> None:
+        """Note every imported module file not noted yet (imported before the import hook was
+        installed, or by a finder placed ahead of it)."""
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str):
+                self.note(path)
+
+    def publish(self, folder: str) -> None:
+        """Write the record so far into ``modules.json``; later notes go to ``modules.more``."""
+        with self._lock:
+            rows = [self._records[path] for path in sorted(self._records)]
+            _write_private(os.path.join(folder, "modules.json"), json.dumps(rows).encode())
+            self._more = os.path.join(folder, "modules.more")
+
+
+class _NoteImports:
+    """First on ``sys.meta_path``: asks the finders after it, and fingerprints the file found
+    before its loader reads it, so an edit made after that is always a difference."""
+
+    def __init__(self, notes: _ImportNotes) -> None:
+        self._notes = notes
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        finders = list(sys.meta_path)
+        start = finders.index(self) + 1 if self in finders else 0
+        for finder in finders[start:]:
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            spec: ModuleSpec | None = find(name, path, target)
+            if spec is not None:
+                if spec.has_location and isinstance(spec.origin, str):
+                    self._notes.note(spec.origin)
+                return spec
+        return None
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached here (the finders after it are asked by importlib itself)."""
+
+
+def _watch_imports() -> _ImportNotes:
+    """Fingerprint every module file this process imports from now on, and those it has."""
+    import hashlib  # noqa: F401  (loaded before the hook: noting never imports)
+
+    notes = _ImportNotes()
+    notes.sweep()
+    sys.meta_path.insert(0, _NoteImports(notes))
+    return notes
 
 
 def _health_ok(port: int, path: str, tls: bool, timeout: float) -> bool:
@@ -394,7 +564,7 @@ def _health_ok(port: int, path: str, tls: bool, timeout: float) -> bool:
         connection.close()
 
 
-def _serve(spec: dict[str, object]) -> None:
+def _serve(spec: dict[str, object], notes: _ImportNotes) -> None:
     """Run uvicorn on the passed socket; a thread reports ready and expires it when idle."""
     import uvicorn
 
@@ -414,7 +584,7 @@ def _serve(spec: dict[str, object]) -> None:
 
     def watchdog() -> None:
         try:
-            _report_ready_then_expire(server, stop, folder, port, tls, spec)
+            _report_ready_then_expire(server, stop, folder, port, tls, spec, notes)
         except BaseException:  # never an orphan: a server without its watchdog exits
             import traceback
 
@@ -437,6 +607,7 @@ def _report_ready_then_expire(
     port: int,
     tls: bool,
     spec: dict[str, object],
+    notes: _ImportNotes,
 ) -> None:
     """Wait for the health path's 200, write the state files, report ready, then watch."""
     status = int(str(spec["status"]))
@@ -448,31 +619,32 @@ def _report_ready_then_expire(
         if time.monotonic() >= deadline or stop.wait(0.01):
             os.close(status)
             return
-    known = _module_files()
-    _write_private(os.path.join(folder, "modules.json"), json.dumps(known).encode())
+    notes.sweep()
+    notes.publish(folder)  # before state.json: nobody adopts it without its record
     scheme = "https" if tls else "http"
     state = {"pid": os.getpid(), "port": port, "url": f"{scheme}://{_HOST}:{port}"}
     _write_private(os.path.join(folder, "state.json"), json.dumps(state).encode())
     with contextlib.suppress(OSError):  # the launcher may be gone (killed): kept all the same
         os.write(status, b"ready\n")
     os.close(status)
-    _expire_when_idle(folder, float(str(spec["idle"])), server, stop, len(known))
+    _expire_when_idle(folder, float(str(spec["idle"])), server, stop, notes)
 
 
 def _expire_when_idle(
-    folder: str, idle: float, server: object, stop: threading.Event, modules: int
+    folder: str, idle: float, server: object, stop: threading.Event, notes: _ImportNotes
 ) -> None:
-    """Every tick: note newly imported modules; exit once no holder came for ``idle`` s."""
+    """Every tick: note modules the import hook did not see; exit once no holder came for
+    ``idle`` s."""
     import fcntl
 
     tick = max(0.02, min(1.0, idle / 20))
     last_held = time.monotonic()
     lock = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    count = len(sys.modules)
     while not stop.wait(tick):
-        if len(sys.modules) != modules:  # imported more on request: the fingerprint grows
-            known = _module_files()
-            modules = len(sys.modules)
-            _write_private(os.path.join(folder, "modules.json"), json.dumps(known).encode())
+        if len(sys.modules) != count:  # new entries: the hook noted files it found; the rest
+            count = len(sys.modules)
+            notes.sweep()
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -490,4 +662,5 @@ def _expire_when_idle(
 
 
 def main(argv: Sequence[str]) -> None:
-    _serve(json.loads(argv[1]))
+    notes = _watch_imports()  # before uvicorn and the app are imported
+    _serve(json.loads(argv[1]), notes)
