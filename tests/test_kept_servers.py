@@ -303,6 +303,19 @@ def test_a_later_import_never_hides_an_earlier_code_change(project: Project) -> 
     result.stdout.fnmatch_lines(["*hosted_api_server restarted: app code changed: myapp.py*"])
 
 
+def test_a_kept_server_without_its_module_record_is_not_adopted(project: Project) -> None:
+    project.run("test_app.py", "-k", "default").assert_outcomes(passed=1, deselected=1)
+    old = project.pid()
+    [folder] = project.kept_folders()
+    (folder / "modules.json").unlink()  # nothing proves its code is the code on disk
+    result = project.run("test_app.py", "-k", "default")
+    result.assert_outcomes(passed=1, deselected=1)
+    assert project.pid() != old
+    result.stdout.fnmatch_lines(
+        ["*hosted_api_server restarted: its list of imported modules is missing or unreadable*"]
+    )
+
+
 def test_an_environment_change_restarts_the_kept_server(project: Project) -> None:
     project.run().assert_outcomes(passed=2)
     old = project.pid()

@@ -188,8 +188,16 @@ def test_a_module_imported_later_is_on_record_before_it_runs(tmp_path: Path) -> 
         lazy = str(tmp_path / "lazymod.py")
         assert lazy not in found.modules()
         assert found.code_changed() is None
+        assert KeptServer(str(tmp_path), 0, 0, "").code_changed() == (
+            str(tmp_path / "modules.json"),
+            "unrecorded",
+        )  # no record proves nothing: never "unchanged"
         assert httpx.get(server.url + "/lazy").text == "old"
         assert lazy in found.modules()  # at once
+        # Another hard link to a file it imported (uv links one cached file into every
+        # environment) changes the file's ctime, not its content: still current.
+        os.link(tmp_path / "routes.py", tmp_path / "routes-link.py")
+        assert found.code_changed() is None
         # Editing a file it imported before does not hide behind the later import.
         (tmp_path / "routes.py").write_text('VERSION = "two"\n')
         assert httpx.get(server.url + "/").text == "one"
@@ -209,7 +217,7 @@ def test_a_module_imported_later_is_on_record_before_it_runs(tmp_path: Path) -> 
 
 def test_a_file_modified_just_before_its_import_is_compared_by_content(tmp_path: Path) -> None:
     """Timestamps are as coarse as a kernel tick: a same-size rewrite within that tick keeps
-    size, mtime and ctime. Such a file's record carries a content digest, checked too."""
+    size and mtime. Such a file's record carries a content digest, checked too."""
     import hashlib
 
     from server_launcher._keep import _compare, _fingerprint
@@ -218,11 +226,11 @@ def test_a_file_modified_just_before_its_import_is_compared_by_content(tmp_path:
     module.write_text('VERSION = "one"\n')
     record = _fingerprint(str(module))
     assert record is not None
-    assert isinstance(record[5], str)  # just written: its content is kept as a digest
+    assert isinstance(record[4], str)  # just written: its content is kept as a digest
     assert _compare(record) is None
     # What a same-tick rewrite leaves behind: the same stat, another content.
     other = hashlib.sha256(b'VERSION = "two"\n').hexdigest()
-    assert _compare([*record[:5], other]) == "changed"
+    assert _compare([*record[:4], other]) == "changed"
     # A file untouched for long is trusted on its stat alone (no read at adoption).
-    settled = [*record[:5], None]
+    settled = [*record[:4], None]
     assert _compare(settled) is None

@@ -306,12 +306,15 @@ def why_stale(
 
 
 def code_changed(kept: KeptServer, root: str) -> str | None:
-    """Why the kept server's code is not the code on disk: the first module file (the
-    rootdir's first) that changed since the server imported it; None when none did."""
+    """Why the kept server's code may not be the code on disk: the first module file (the
+    rootdir's first) that changed since the server imported it, or a missing record; None
+    when its code is the code on disk."""
     found = kept.code_changed(first_under=root or None)
     if found is None:
         return None
     path, what = found
+    if what == "unrecorded":  # no code fingerprint to check: never adopt what might be stale
+        return "its list of imported modules is missing or unreadable"
     prefix = os.path.join(root, "")
     shown = path[len(prefix) :] if root and path.startswith(prefix) else path
     return f"app code changed: {shown}" + (" (gone)" if what == "gone" else "")
@@ -431,8 +434,6 @@ class Keeper:
         except (OSError, ValueError):
             return "its key file is unreadable"
         root = self.config.rootdir or ""
-        if not kept.modules():  # no code fingerprint to check: never adopt what might be stale
-            return "its list of imported modules is missing or unreadable"
         return why_stale(saved, options, env, root) or code_changed(kept, root)
 
     def _adopt(

@@ -8,7 +8,7 @@ A kept server lives in a folder the caller owns (mode 0700). The folder holds:
 - ``state.json``: the server's pid, port and URL, written once it answered 200 on its health
   path, removed when it expires;
 - ``modules.json`` and ``modules.more``: a fingerprint of every module file the server imported
-  (size, mtime, ctime and inode, and a content hash when the file was modified just before),
+  (size, mtime in ns and inode, and a content hash when the file was modified just before),
   each taken once, when the import system found the file and before it read it, so a caller
   can tell whether the code it serves is still the code on disk (``KeptServer.code_changed``).
   ``modules.json`` holds those imported before ready; one line per file imported later is
@@ -51,7 +51,8 @@ _LOCK_WAIT = 0.2  # the server's own idle probe holds the lock for microseconds
 # recently when its fingerprint is taken could change again with the same size and times.
 _RACY_NS = 2_000_000_000
 # One module file as it was when the server imported it:
-# [path, size, mtime_ns, ctime_ns, inode, sha256 of the content or None (not racy)].
+# [path, size, mtime_ns, inode, sha256 of the content or None (not racy)]. Not ctime: it moves
+# whenever the file gains a hard link (uv links one cached file into every environment).
 _Record = list[object]
 
 
@@ -164,15 +165,19 @@ class KeptServer:
         return sorted(_read_records(self.folder))
 
     def code_changed(self, first_under: str | None = None) -> tuple[str, str] | None:
-        """The first module file it imported that is no longer what it imported, as
-        ``(path, "changed")`` or ``(path, "gone")``; None when every one is unchanged.
+        """Why its code may not be the code on disk: ``(path, "changed")`` or ``(path, "gone")``
+        for the first module file it imported that is no longer what it imported, and
+        ``(modules.json's path, "unrecorded")`` when its record is missing or unreadable (then
+        nothing proves its code current); None when every file is unchanged.
 
-        Files under ``first_under`` are checked first (so the message names the app's own file).
-        A file counts as changed when its size, mtime, ctime or inode differ; one that was
-        modified within 2 s before the server imported it (its times alone cannot prove it
-        unchanged) is compared by content. An empty record (see ``modules``) reports nothing.
+        Files under ``first_under`` are checked first (so the answer names the app's own file).
+        A file counts as changed when its size, mtime (ns) or inode differ; one modified
+        within 2 s before the server imported it (timestamps are too coarse to prove it
+        unchanged) is compared by content too.
         """
         records = _read_records(self.folder)
+        if not records:
+            return os.path.join(self.folder, "modules.json"), "unrecorded"
         prefix = os.path.join(first_under, "") if first_under else None
         for path in sorted(records, key=lambda p: (not (prefix and p.startswith(prefix)), p)):
             what = _compare(records[path])
@@ -399,7 +404,7 @@ def _read_records(folder: str) -> dict[str, _Record]:
         except FileNotFoundError:
             pass
         for row in rows:
-            if not (isinstance(row, list) and len(row) == 6 and isinstance(row[0], str)):
+            if not (isinstance(row, list) and len(row) == 5 and isinstance(row[0], str)):
                 return {}
             records[row[0]] = row
     except (OSError, ValueError):  # a torn line is a ValueError too: never trust a partial record
@@ -409,17 +414,12 @@ def _read_records(folder: str) -> dict[str, _Record]:
 
 def _compare(record: _Record) -> str | None:
     """``"changed"`` or ``"gone"`` when the file is no longer what the record says; else None."""
-    path, size, mtime, ctime, inode, digest = record
+    path, size, mtime, inode, digest = record
     try:
         info = os.stat(str(path))
     except OSError:
         return "gone"
-    if (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino) != (
-        size,
-        mtime,
-        ctime,
-        inode,
-    ):
+    if (info.st_size, info.st_mtime_ns, info.st_ino) != (size, mtime, inode):
         return "changed"
     if digest is not None and _sha256(str(path)) != digest:
         return "changed"
@@ -448,9 +448,9 @@ def _fingerprint(path: str) -> _Record | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    recent = max(info.st_mtime_ns, info.st_ctime_ns) >= time.time_ns() - _RACY_NS
+    recent = info.st_mtime_ns >= time.time_ns() - _RACY_NS  # or in the future
     digest = _sha256(path) if recent else None
-    return [path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, digest]
+    return [path, info.st_size, info.st_mtime_ns, info.st_ino, digest]
 
 
 class _ImportNotes:
