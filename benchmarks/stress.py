@@ -6,10 +6,11 @@ runs the chosen suites ``--rounds`` times in a row with pytest-xdist, and prints
 round and a summary naming every test that failed. The burners are stopped whatever happens.
 
 Usage:
-  python benchmarks/stress.py [--rounds 10] [--burners 2] [--workers 2] [SUITE ...] [-- PYTEST ARGS]
+  python benchmarks/stress.py [--rounds 10] [--burners 2] [--workers 2] [-m EXPR] [SUITE ...] [-- PYTEST ARGS]
 
 ``hatch run stress:test`` runs the server-launcher and pytest-bundle suites (with the
-cross-package tests) ten times; ``.ci/run`` runs one short round of it.
+cross-package tests) ten times; ``.ci/run`` runs one short round of it (``-m "not slow"``: the
+slow tests ran in the matrix just before).
 """
 
 from __future__ import annotations
@@ -83,7 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="runs in a row (default 10)")
     parser.add_argument("--burners", type=int, default=2, help="busy-loop processes (default 2)")
     parser.add_argument("--workers", default="2", help="pytest-xdist workers (default 2)")
+    parser.add_argument(
+        "-m", dest="markexpr", help='only tests matching this marker expression (e.g. "not slow")'
+    )
     options = parser.parse_args(args)
+    if options.markexpr is not None:
+        extra = ["-m", options.markexpr, *extra]
     if options.rounds < 1 or options.burners < 0:
         parser.error("--rounds must be at least 1 and --burners at least 0")
 
