@@ -369,8 +369,11 @@ def _fixture_setup(request: pytest.FixtureRequest) -> Generator[None, object, ob
     holders = request.config.stash.get(_HOLDERS, None)
     if holders is None or (request.scope == "function" and _POOL not in request.config.stash):
         return (yield)  # nothing can ask for a server before the pool exists
-    with holders.setting_up(request):
+    holders.setup_begins(request)
+    try:
         return (yield)
+    finally:
+        holders.setup_ends(request)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -445,15 +448,20 @@ def hosted_api_on_reuse() -> Callable[[str], object] | None:
 
 
 @pytest.fixture(scope="session")
-def _hosted_api_pool(
-    request: pytest.FixtureRequest,
-    hosted_api_env: object,  # checked: an override may return anything
-    hosted_api_on_reuse: Callable[[str], object] | None,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ServerPool]:
-    """The session's servers, one per environment, stopped when the session ends."""
+def _hosted_api_pool(request: pytest.FixtureRequest) -> Iterator[ServerPool]:
+    """The session's servers, one per environment, stopped when the session ends.
+
+    Its dependencies are asked for in its body, not in its signature: pytest looks up every
+    fixture of a test's closure for every test, and these are needed once. They are set up
+    before the pool all the same, and torn down after it.
+    """
     from ._pool import DEFAULT, ServerPool, Sharing
 
+    hosted_api_env: object = request.getfixturevalue("hosted_api_env")  # checked on first use
+    hosted_api_on_reuse: Callable[[str], object] | None = request.getfixturevalue(
+        "hosted_api_on_reuse"
+    )
+    tmp_path_factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
     config = request.config
     bundle = _config(config)
     holders = config.stash[_HOLDERS]
