@@ -324,7 +324,9 @@ def _runtest_makereport(
     return report
 
 
-@pytest.hookimpl(wrapper=True)
+# trylast: inside logging's and capture's wrappers, as when these were module-level hooks (the
+# plugin module is registered before them); an error raised here must find them set up.
+@pytest.hookimpl(wrapper=True, trylast=True)
 def _runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Report a server start failure in full once; later tests point to that first report."""
     __tracebackhide__ = True
@@ -341,7 +343,7 @@ def _runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         raise _reported(item, server_error) from None
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def _runtest_teardown(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, None, None]:
@@ -362,7 +364,7 @@ def _runtest_teardown(
     return (yield)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def _fixture_setup(request: pytest.FixtureRequest) -> Generator[None, object, object]:
     """Note which fixture is being set up: a factory call in it is held for its lifetime."""
     __tracebackhide__ = True
