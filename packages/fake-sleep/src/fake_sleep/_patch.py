@@ -44,7 +44,7 @@ class UnknownTargetError(LookupError):
         found: its longest prefix that was found (`"anyio"` for `"anyio.slep"`), `""` when
             no module prefix imports or the path is not a dotted path at all.
         owner: the object `found` names (the one that lacks `missing`), None when `found` is
-            empty.
+            empty (and in an unpickled copy: a module does not pickle).
         missing: the part of the path that is not there (`"slep"`; the first part when no
             module prefix imports), `""` for a path that is not a dotted path at all.
     """
@@ -63,6 +63,10 @@ class UnknownTargetError(LookupError):
         self.found = found
         self.owner = owner
         self.missing = missing
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {"path": self.path, "found": self.found, "owner": None, "missing": self.missing}
+        return (type(self), self.args, state)
 
 
 @dataclass(frozen=True)

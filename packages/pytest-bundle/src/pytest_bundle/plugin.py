@@ -431,7 +431,8 @@ def hosted_api_settings_override() -> SettingsOverride:
 
     ``use_hosted_api_server`` enters it for each test with the URL setting and the
     ``hosted_api_extra_settings``. Default: ``settings_override.temporary_settings(...,
-    mirror_environ=True)`` for registered settings, and a process-environment override for names
+    mirror_environ=True)`` for registered settings (the context manager yields its snapshot;
+    None when no name is a registered setting), and a process-environment override for names
     no registry knows. Redefine it in a ``conftest.py`` (session scope) to apply them your way.
     """
     return default_settings_override()
