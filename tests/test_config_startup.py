@@ -219,6 +219,10 @@ def not_async(delay):
 clock = 42
 """
 
+BROKEN = """
+raise RuntimeError("broken at import")
+"""
+
 TESTS_USING_SLEEP = """
 import pathlib
 
@@ -262,13 +266,26 @@ async def test_sleeps(mock_anyio_sleep):
             "mock_anyio_sleep_targets = anyio.sleep, anyio.sleep",
             ["'anyio.sleep' is listed twice"],
         ),
+        (
+            "mock_anyio_sleep_targets = broken.sleep",
+            ["'broken.sleep'", "importing 'broken' failed: RuntimeError: broken at import"],
+        ),
     ],
-    ids=["attribute", "module", "user-module", "not-async", "clock", "clock-value", "twice"],
+    ids=[
+        "attribute",
+        "module",
+        "user-module",
+        "not-async",
+        "clock",
+        "clock-value",
+        "twice",
+        "broken-module",
+    ],
 )
 def test_a_sleep_target_or_clock_that_does_not_resolve_stops_the_session(
     pytester: pytest.Pytester, ini: str, expected: list[str]
 ) -> None:
-    pytester.makepyfile(sleepers=SLEEPERS, test_sleep=TESTS_USING_SLEEP)
+    pytester.makepyfile(sleepers=SLEEPERS, broken=BROKEN, test_sleep=TESTS_USING_SLEEP)
     pytester.makeini(f"[pytest]\n{ini}\n")
     result = pytester.runpytest("-p", "no:randomly")  # in-process: no registry involved
     _assert_stopped(pytester, result, *expected)

@@ -17,7 +17,13 @@ import pendulum
 import pytest
 
 import fake_sleep
-from fake_sleep import DEFAULT_CLOCKS, SleepRecorder, UnknownTargetError, patch_sleep
+from fake_sleep import (
+    DEFAULT_CLOCKS,
+    SleepRecorder,
+    UnknownTargetError,
+    patch_sleep,
+    resolve_target,
+)
 
 REAL_SLEEP = anyio.sleep
 REAL_NOW = pendulum.now
@@ -127,6 +133,40 @@ def test_broken_module_shows_its_own_import_error(
     with pytest.raises(ModuleNotFoundError, match="fs_missing_dependency_abc"):
         with patch_sleep(targets=[f"{package}.broken.sleep"], clocks=[]):
             pass  # pragma: no cover
+
+
+def test_resolve_target_finds_what_patch_sleep_patches_without_patching() -> None:
+    assert resolve_target("anyio.sleep") is REAL_SLEEP
+    assert resolve_target("pendulum.now") is REAL_NOW
+    assert anyio.sleep is REAL_SLEEP
+
+
+def test_resolve_target_says_where_the_lookup_stopped() -> None:
+    stopped = r"'anyio' \(module\) has no attribute 'slep'"
+    with pytest.raises(UnknownTargetError, match=stopped) as info:
+        resolve_target("anyio.slep")
+    error = info.value
+    assert (error.path, error.found, error.missing) == ("anyio.slep", "anyio", "slep")
+    assert info.value.owner is anyio
+    with pytest.raises(UnknownTargetError, match="no module named 'nonexistent_pkg_xyz'") as info:
+        resolve_target("nonexistent_pkg_xyz.worker.sleep")
+    error = info.value
+    assert (error.found, error.owner, error.missing) == ("", None, "nonexistent_pkg_xyz")
+    with pytest.raises(UnknownTargetError, match="dotted path") as info:
+        resolve_target("anyio")
+    assert (info.value.found, info.value.missing) == ("", "")
+    with pytest.raises(TypeError, match="dotted path strings"):
+        resolve_target(42)  # type: ignore[arg-type]
+
+
+def test_resolve_target_names_a_module_that_fails_to_import(
+    write_package: Callable[[dict[str, str]], str],
+) -> None:
+    package = write_package({"broken.py": "raise RuntimeError('boom at import')\n"})
+    with pytest.raises(ImportError, match=r"importing '.*\.broken' failed: RuntimeError") as info:
+        resolve_target(f"{package}.broken.sleep")
+    assert info.value.name == f"{package}.broken"
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 @pytest.mark.parametrize("path", ["anyio", "anyio..sleep", "", "anyio.sleep()"])

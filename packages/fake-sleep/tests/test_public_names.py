@@ -28,6 +28,8 @@ def test_an_unknown_target_prints_its_public_path_and_survives_pickling() -> Non
     copy = pickle.loads(pickle.dumps(caught.value))
     assert type(copy) is UnknownTargetError
     assert str(copy) == str(caught.value)
+    assert (copy.path, copy.found, copy.missing) == ("anyio.sleeep", "anyio", "sleeep")
+    assert copy.owner is None  # the module it stopped at does not pickle
 
 
 def test_the_recorder_repr_names_the_package() -> None:

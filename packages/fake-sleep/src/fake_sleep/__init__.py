@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import types
 
-from ._patch import DEFAULT_CLOCKS, DEFAULT_TARGETS, UnknownTargetError, patch_sleep
+from ._patch import (
+    DEFAULT_CLOCKS,
+    DEFAULT_TARGETS,
+    UnknownTargetError,
+    patch_sleep,
+    resolve_target,
+)
 from ._recorder import SleepRecorder
 from ._virtual import (
     GRACE_NOTE_PREFIX,
@@ -45,6 +51,7 @@ __all__ = [
     "VirtualTimeLimitExceeded",
     "__version__",
     "patch_sleep",
+    "resolve_target",
     "virtual_time",
 ]
 

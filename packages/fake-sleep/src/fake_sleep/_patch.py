@@ -17,7 +17,13 @@ from . import _modes
 from ._clocks import shifted_clock
 from ._recorder import SleepRecorder
 
-__all__ = ["DEFAULT_CLOCKS", "DEFAULT_TARGETS", "UnknownTargetError", "patch_sleep"]
+__all__ = [
+    "DEFAULT_CLOCKS",
+    "DEFAULT_TARGETS",
+    "UnknownTargetError",
+    "patch_sleep",
+    "resolve_target",
+]
 
 DEFAULT_TARGETS: Final[tuple[str, ...]] = ("anyio.sleep",)
 """What `patch_sleep` fakes unless told otherwise."""
@@ -29,7 +35,38 @@ _MISSING: Final = object()
 
 
 class UnknownTargetError(LookupError):
-    """A dotted path given to `patch_sleep` names nothing that can be patched."""
+    """A dotted path given to `patch_sleep` (or `resolve_target`) names nothing it can find.
+
+    Where the lookup stopped, for a caller that wants to suggest a close name:
+
+    Attributes:
+        path: the dotted path.
+        found: its longest prefix that was found (`"anyio"` for `"anyio.slep"`), `""` when
+            no module prefix imports or the path is not a dotted path at all.
+        owner: the object `found` names (the one that lacks `missing`), None when `found` is
+            empty (and in an unpickled copy: a module does not pickle).
+        missing: the part of the path that is not there (`"slep"`; the first part when no
+            module prefix imports), `""` for a path that is not a dotted path at all.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        found: str = "",
+        owner: object = None,
+        missing: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.found = found
+        self.owner = owner
+        self.missing = missing
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {"path": self.path, "found": self.found, "owner": None, "missing": self.missing}
+        return (type(self), self.args, state)
 
 
 @dataclass(frozen=True)
@@ -44,51 +81,94 @@ class _Slot:
     raw: Any  # what owner.__dict__ held (the staticmethod object itself), put back on exit
 
 
-def _import_prefix(path: str, parts: list[str]) -> tuple[Any, int]:
-    """Import the longest importable module prefix of `parts`; return it and its length."""
+def _import_prefix(path: str, parts: list[str], verb: str, name_failure: bool) -> tuple[Any, int]:
+    """Import the longest importable module prefix of `parts`; return it and its length.
+
+    A module that exists but raises while importing: its own error propagates, or, with
+    `name_failure`, an ImportError naming that module, caused by it.
+    """
     for length in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:length])
         try:
             return importlib.import_module(module_name), length
-        except ModuleNotFoundError as exc:
+        except Exception as exc:
             # Only "this prefix is not a module" moves on to a shorter prefix; a module that
             # exists but fails to import its own dependencies is a real error to show.
-            if exc.name is None or not (
-                module_name == exc.name or module_name.startswith(exc.name + ".")
+            if isinstance(exc, ModuleNotFoundError) and (
+                exc.name is not None
+                and (module_name == exc.name or module_name.startswith(exc.name + "."))
             ):
+                continue
+            if not name_failure:
                 raise
+            raise ImportError(
+                f"cannot {verb} {path!r}: importing {module_name!r} failed:"
+                f" {type(exc).__name__}: {exc}",
+                name=module_name,
+            ) from exc
     raise UnknownTargetError(
-        f"cannot patch {path!r}: no module named {parts[0]!r}. Give a full dotted path"
-        " such as 'anyio.sleep' or 'mypkg.worker.sleep'."
+        f"cannot {verb} {path!r}: no module named {parts[0]!r}. Give a full dotted path"
+        " such as 'anyio.sleep' or 'mypkg.worker.sleep'.",
+        path=path,
+        missing=parts[0],
     )
 
 
-def resolve(path: object, kind: str) -> _Slot:
-    """Find the object that holds the attribute a dotted path names, without changing it."""
+def _find(path: object, kind: str, verb: str, name_failure: bool) -> tuple[Any, str, Any]:
+    """The object holding the attribute a dotted path names, its name and its value."""
     if not isinstance(path, str):
         raise TypeError(f"{kind} must be dotted path strings, got {type(path).__name__} {path!r}")
     parts = path.split(".")
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
         raise UnknownTargetError(
-            f"cannot patch {path!r}: expected a dotted path 'module.attribute' such as"
-            " 'anyio.sleep' or 'mypkg.worker.sleep'"
+            f"cannot {verb} {path!r}: expected a dotted path 'module.attribute' such as"
+            " 'anyio.sleep' or 'mypkg.worker.sleep'",
+            path=path,
         )
-    owner, length = _import_prefix(path, parts)
+    owner, length = _import_prefix(path, parts, verb, name_failure)
     for index in range(length, len(parts)):
         name = parts[index]
         value = getattr(owner, name, _MISSING)
         if value is _MISSING:
             where = ".".join(parts[:index])
             raise UnknownTargetError(
-                f"cannot patch {path!r}: {where!r} ({type(owner).__name__}) has no"
-                f" attribute {name!r}"
+                f"cannot {verb} {path!r}: {where!r} ({type(owner).__name__}) has no"
+                f" attribute {name!r}",
+                path=path,
+                found=where,
+                owner=owner,
+                missing=name,
             )
         if index == len(parts) - 1:
-            namespace = getattr(owner, "__dict__", {})
-            owned = name in namespace
-            return _Slot(path, owner, name, value, owned, namespace[name] if owned else None)
+            return owner, name, value
         owner = value
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def resolve(path: object, kind: str) -> _Slot:
+    """Find the object that holds the attribute a dotted path names, without changing it."""
+    owner, name, value = _find(path, kind, "patch", name_failure=False)
+    assert isinstance(path, str)
+    namespace = getattr(owner, "__dict__", {})
+    owned = name in namespace
+    return _Slot(path, owner, name, value, owned, namespace[name] if owned else None)
+
+
+def resolve_target(path: str) -> object:
+    """What a dotted path names, found the way `patch_sleep` finds its targets and clocks
+    (the longest importable module prefix, then attributes), without patching anything.
+
+    For tools that check a configured path before using it (the pytest plugin checks its
+    ini options this way), so that they accept exactly what `patch_sleep` accepts.
+
+    Raises:
+        TypeError: `path` is not a string.
+        UnknownTargetError: the path is not a dotted path, or names no importable module or
+            no attribute; its attributes say where the lookup stopped.
+        ImportError: a module of the path exists but raised while importing: the error's
+            `name` is that module, and what the module raised is its `__cause__`.
+    """
+    return _find(path, "targets", "resolve", name_failure=True)[2]
 
 
 def _set(slot: _Slot, value: object) -> None:

@@ -11,7 +11,6 @@ pays nothing.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import reprlib
 import sys
@@ -218,37 +217,29 @@ def _did_you_mean(parts: list[str], index: int, candidates: Iterable[str]) -> st
 
 
 def _resolve(path: str) -> tuple[object, str | None]:
-    """What a dotted path names, resolved as ``fake_sleep.patch_sleep`` resolves it (the longest
-    importable module prefix, then attributes), or why it cannot be."""
-    parts = path.split(".")
-    owner: object = None
-    length = 0
-    for size in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:size])
-        try:
-            owner = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            # Only "this prefix is not a module" moves on; a module that exists but fails to
-            # import its own dependencies is the problem to show.
-            if error.name is not None and (
-                module_name == error.name or module_name.startswith(error.name + ".")
-            ):
-                continue
-            return None, f"importing {module_name!r} failed: {type(error).__name__}: {error}"
-        except Exception as error:
-            return None, f"importing {module_name!r} failed: {type(error).__name__}: {error}"
-        length = size
-        break
-    if not length:
-        hint = _did_you_mean(parts, 0, _top_level_modules())
-        return None, f"no module named {parts[0]!r}{hint}"
-    for index in range(length, len(parts)):
-        value = getattr(owner, parts[index], _NO_VALUE)
-        if value is _NO_VALUE:
-            hint = _did_you_mean(parts, index, _attribute_names(owner))
-            return None, f"{'.'.join(parts[:index])!r} has no attribute {parts[index]!r}{hint}"
-        owner = value
-    return owner, None
+    """What a dotted path names, resolved by fake-sleep's own resolver (the one
+    ``patch_sleep`` uses: the longest importable module prefix, then attributes), or why it
+    cannot be, with the closest real name."""
+    # Here, not at the top: only a session that configured targets or clocks imports it.
+    from fake_sleep import UnknownTargetError, resolve_target
+
+    try:
+        return resolve_target(path), None
+    except UnknownTargetError as error:
+        if not error.missing:  # not a dotted path: read_config refuses those first
+            return None, str(error)
+        parts = path.split(".")
+        if not error.found:
+            hint = _did_you_mean(parts, 0, _top_level_modules())
+            return None, f"no module named {parts[0]!r}{hint}"
+        index = len(error.found.split("."))
+        hint = _did_you_mean(parts, index, _attribute_names(error.owner))
+        return None, f"{error.found!r} has no attribute {parts[index]!r}{hint}"
+    except ImportError as error:
+        if error.__cause__ is None:
+            raise  # not fake-sleep's "this module failed to import"
+        cause = error.__cause__
+        return None, f"importing {error.name!r} failed: {type(cause).__name__}: {cause}"
 
 
 def sleep_path_problems(config: BundleConfig) -> list[str]:

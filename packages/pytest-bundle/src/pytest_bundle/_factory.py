@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,16 +68,16 @@ class Holders:
         self.item = item
         self._baseline = _environ_snapshot() if item is not None else None
 
-    @contextmanager
-    def setting_up(self, request: pytest.FixtureRequest) -> Iterator[None]:
+    def setup_begins(self, request: pytest.FixtureRequest) -> None:
+        """A fixture's setup begins (a plain call, not a context manager: it runs for every
+        fixture of every test that can reach a server)."""
         self._setting_up.append(request)
-        try:
-            yield
-        finally:
-            self._setting_up.pop()
-            if request.scope != "function" and self._in_session_setup():
-                # a session (or module...) fixture's changes are meant for the session
-                self._baseline = _environ_snapshot() if self.item is not None else None
+
+    def setup_ends(self, request: pytest.FixtureRequest) -> None:
+        self._setting_up.pop()
+        if request.scope != "function" and self._in_session_setup():
+            # a session (or module...) fixture's changes are meant for the session
+            self._baseline = _environ_snapshot() if self.item is not None else None
 
     def _in_session_setup(self) -> bool:
         return all(request.scope != "function" for request in self._setting_up)

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
@@ -297,17 +297,52 @@ def run_server(
 
 def default_settings_override() -> SettingsOverride:
     """Registered settings through ``temporary_settings`` (mirrored), the rest through the env."""
+    return _DefaultOverride
 
-    @contextmanager
-    def override(updates: Mapping[str, str]) -> Iterator[object]:
+
+class _DefaultOverride:
+    """The default ``hosted_api_settings_override``: a context manager per call.
+
+    It runs for every test that uses ``use_hosted_api_server``, so it does only what the
+    updates need: ``temporary_settings`` only when a name is a registered setting (it yields
+    that override's snapshot, else None), ``temporary_environ`` only for the other names.
+    """
+
+    __slots__ = ("_entered", "_updates")
+
+    def __init__(self, updates: Mapping[str, str]) -> None:
+        self._updates = updates
+        self._entered: list[AbstractContextManager[object]] = []
+
+    def __enter__(self) -> object:
         from settings_override import is_registered, temporary_environ, temporary_settings
 
-        registered = {name: value for name, value in updates.items() if is_registered(name)}
-        unregistered = {name: value for name, value in updates.items() if name not in registered}
-        with ExitStack() as stack:
-            snapshot = stack.enter_context(temporary_settings(registered, mirror_environ=True))
-            if unregistered:
-                stack.enter_context(temporary_environ(unregistered))
-            yield snapshot
+        registered: dict[str, str] = {}
+        unregistered: dict[str, str | None] = {}
+        for name, value in self._updates.items():
+            if is_registered(name):
+                registered[name] = value
+            else:
+                unregistered[name] = value
+        # Both validate before anything changes; created first, so a bad name changes nothing.
+        managers: list[AbstractContextManager[object]] = []
+        if registered:
+            managers.append(temporary_settings(registered, mirror_environ=True))
+        if unregistered:
+            managers.append(temporary_environ(unregistered))
+        snapshot: object = None
+        try:
+            for manager in managers:
+                entered = manager.__enter__()
+                self._entered.append(manager)
+                if snapshot is None and registered:
+                    snapshot = entered
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return snapshot
 
-    return override
+    def __exit__(self, *exc_info: object) -> None:
+        entered, self._entered = self._entered, []
+        for manager in reversed(entered):
+            manager.__exit__(None, None, None)

@@ -13,7 +13,7 @@ every async test it covers the fixture, and sets its options; the closest marker
 option, then the ini options. Its arguments are checked right after collection.
 
 When a virtual_clock test fails with fake-sleep's io_grace note on its exception (or on one in
-its cause, context or group), `VirtualClockHooks` adds a report section naming the bundle's
+its cause, context or group), `add_grace_hint` adds a report section naming the bundle's
 ways to raise the grace. The note is found by ``fake_sleep.GRACE_NOTE_PREFIX``, its start, or
 by ``io_grace=`` anywhere in it, so that a change of wording does not lose the hint.
 """
@@ -24,7 +24,7 @@ import functools
 import inspect
 import math
 import sys
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -188,23 +188,20 @@ def grace_hint(error: BaseException, grace: float | None, source: str) -> str | 
 
 
 class VirtualClockHooks:
-    """The marker's and the hint's hooks, registered as their own plugin object."""
-
-    def __init__(self, grace_of: Callable[[pytest.Item], tuple[float | None, str] | None]) -> None:
-        self._grace_of = grace_of
+    """The marker's hook, registered as its own plugin object (the failure hint is added by
+    the plugin's per-test report hook, with `add_grace_hint`)."""
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         use_virtual_clock_where_marked(items)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """Add `grace_hint`'s section to the report of a failed virtual_clock test."""
-        report = yield
-        grace = self._grace_of(item)
-        if report.failed and grace is not None and call.excinfo is not None:
-            text = grace_hint(call.excinfo.value, *grace)
-            if text is not None:
-                report.sections.append((GRACE_SECTION, text))
-        return report
+
+def add_grace_hint(
+    report: pytest.TestReport,
+    call: pytest.CallInfo[None],
+    grace: tuple[float | None, str] | None,
+) -> None:
+    """Add `grace_hint`'s section to the report of a failed virtual_clock test."""
+    if report.failed and grace is not None and call.excinfo is not None:
+        text = grace_hint(call.excinfo.value, *grace)
+        if text is not None:
+            report.sections.append((GRACE_SECTION, text))

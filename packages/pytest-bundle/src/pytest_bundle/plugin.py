@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import types
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from ._reuse import ReuseOptions, add_reuse_options, read_reuse
 from ._virtual import (
     VIRTUAL_MARKER_HELP,
     VirtualClockHooks,
+    add_grace_hint,
     marker_options,
     virtual_marker_problems,
     wrap_in_virtual_time,
@@ -60,6 +62,11 @@ _WORKER_FIGURES = "pytest_bundle_servers"
 _REUSE = pytest.StashKey[ReuseOptions]()
 _KEPT_NOTES = pytest.StashKey[list[str]]()  # the kept servers' summary lines (xdist: workers')
 _WORKER_KEPT = "pytest_bundle_kept"
+_PER_TEST = "pytest-bundle-per-test"
+# A test whose fixture closure holds one of these can reach a server or the virtual clock.
+_NEEDS_PER_TEST = frozenset({"_hosted_api_pool", "virtual_clock", "_hosted_api_autouse"})
+# Per test module or class: whether only the plugin defines hosted_api_server there.
+_DEFAULT_IS_OURS = pytest.StashKey[dict[str, bool]]()
 
 
 def _config(config: pytest.Config) -> BundleConfig:
@@ -78,10 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KEPT_NOTES] = []
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", VIRTUAL_MARKER_HELP)
-    config.pluginmanager.register(
-        VirtualClockHooks(lambda item: item.stash.get(_VIRTUAL_GRACE, None)),
-        "pytest-bundle-virtual-clock",
-    )
+    config.pluginmanager.register(VirtualClockHooks(), "pytest-bundle-virtual-clock")
     config.stash[_STATS] = StartStats()
     config.stash[_HOLDERS] = Holders()
     config.stash[_RECHECK] = SettingsRecheck()
@@ -157,6 +161,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[_RECHECK].mark_checked()
     if not problems or not _is_xdist_worker(session.config):
         _stop_on(problems)
+        if _config(session.config).autouse or any(
+            not _NEEDS_PER_TEST.isdisjoint(getattr(item, "fixturenames", ()))
+            for item in session.items
+        ):
+            _use_per_test_hooks(session.config)
         return
     report = pytest.CollectReport(
         "", "failed", "\n".join(problems), [], pytest_bundle_usage_error=True
@@ -233,6 +242,31 @@ def pytest_testnodedown(node: Any, error: object) -> None:
         )
 
 
+# --- the hooks every test runs, once something of ours is in use ---------------------------
+
+
+def _use_per_test_hooks(config: pytest.Config, item: pytest.Item | None = None) -> None:
+    """Register the per-test hooks (below), once.
+
+    Whether a test can reach a server or the virtual clock is known after collection (its
+    fixture closure): a session none of whose tests can pays nothing per test. A fixture of
+    ours asked for dynamically (``request.getfixturevalue``) registers them when it is set up;
+    ``item`` is then the test being set up, whose setup hook ran without them.
+    """
+    if config.pluginmanager.has_plugin(_PER_TEST):
+        return
+    hooks = types.SimpleNamespace(
+        pytest_runtest_makereport=_runtest_makereport,
+        pytest_runtest_setup=_runtest_setup,
+        pytest_runtest_teardown=_runtest_teardown,
+        pytest_fixture_setup=_fixture_setup,
+        pytest_runtest_call=_runtest_call,
+    )
+    config.pluginmanager.register(hooks, _PER_TEST)
+    if item is not None:
+        config.stash[_HOLDERS].start_test(item)
+
+
 # --- which servers a test uses, and their failures ------------------------------------------
 
 
@@ -280,10 +314,11 @@ def _reported(item: pytest.Item, error: HostedApiServerError) -> BaseException:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
+def _runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach each used server's output to the report of a failing test, naming the server.
+    """Attach each used server's output to the report of a failing test, naming the server,
+    and the io_grace hint to a failed virtual_clock test's.
 
     When a server could not start, only the test that reported it gets its output.
     """
@@ -308,11 +343,14 @@ def pytest_runtest_makereport(
             report.sections.append(
                 (f"hosted API server output{which} (last {len(lines)} lines)", "\n".join(lines))
             )
+    add_grace_hint(report, call, item.stash.get(_VIRTUAL_GRACE, None))
     return report
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+# trylast: inside logging's and capture's wrappers, as when these were module-level hooks (the
+# plugin module is registered before them); an error raised here must find them set up.
+@pytest.hookimpl(wrapper=True, trylast=True)
+def _runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Report a server start failure in full once; later tests point to that first report."""
     __tracebackhide__ = True
     item.config.stash[_HOLDERS].start_test(item)
@@ -328,8 +366,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         raise _reported(item, server_error) from None
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(
+@pytest.hookimpl(wrapper=True, trylast=True)
+def _runtest_teardown(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, None, None]:
     """From here on a factory call is no longer the test's: it is held until the session ends.
@@ -349,19 +387,22 @@ def pytest_runtest_teardown(
     return (yield)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(request: pytest.FixtureRequest) -> Generator[None, object, object]:
+@pytest.hookimpl(wrapper=True, trylast=True)
+def _fixture_setup(request: pytest.FixtureRequest) -> Generator[None, object, object]:
     """Note which fixture is being set up: a factory call in it is held for its lifetime."""
     __tracebackhide__ = True
     holders = request.config.stash.get(_HOLDERS, None)
     if holders is None or (request.scope == "function" and _POOL not in request.config.stash):
         return (yield)  # nothing can ask for a server before the pool exists
-    with holders.setting_up(request):
+    holders.setup_begins(request)
+    try:
         return (yield)
+    finally:
+        holders.setup_ends(request)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+def _runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Fail clearly when a shared server's owner died; run virtual_clock tests in virtual time."""
     __tracebackhide__ = True
     if _config(item.config).shared:
@@ -413,7 +454,8 @@ def hosted_api_settings_override() -> SettingsOverride:
 
     ``use_hosted_api_server`` enters it for each test with the URL setting and the
     ``hosted_api_extra_settings``. Default: ``settings_override.temporary_settings(...,
-    mirror_environ=True)`` for registered settings, and a process-environment override for names
+    mirror_environ=True)`` for registered settings (the context manager yields its snapshot;
+    None when no name is a registered setting), and a process-environment override for names
     no registry knows. Redefine it in a ``conftest.py`` (session scope) to apply them your way.
     """
     return default_settings_override()
@@ -432,15 +474,20 @@ def hosted_api_on_reuse() -> Callable[[str], object] | None:
 
 
 @pytest.fixture(scope="session")
-def _hosted_api_pool(
-    request: pytest.FixtureRequest,
-    hosted_api_env: object,  # checked: an override may return anything
-    hosted_api_on_reuse: Callable[[str], object] | None,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ServerPool]:
-    """The session's servers, one per environment, stopped when the session ends."""
+def _hosted_api_pool(request: pytest.FixtureRequest) -> Iterator[ServerPool]:
+    """The session's servers, one per environment, stopped when the session ends.
+
+    Its dependencies are asked for in its body, not in its signature: pytest looks up every
+    fixture of a test's closure for every test, and these are needed once. They are set up
+    before the pool all the same, and torn down after it.
+    """
     from ._pool import DEFAULT, ServerPool, Sharing
 
+    hosted_api_env: object = request.getfixturevalue("hosted_api_env")  # checked on first use
+    hosted_api_on_reuse: Callable[[str], object] | None = request.getfixturevalue(
+        "hosted_api_on_reuse"
+    )
+    tmp_path_factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
     config = request.config
     bundle = _config(config)
     holders = config.stash[_HOLDERS]
@@ -472,6 +519,7 @@ def _hosted_api_pool(
             bundle, reuse, state_root(config), slot, pool.keeping, hosted_api_on_reuse
         )
     config.stash[_POOL] = pool
+    _use_per_test_hooks(config, getattr(request, "_pyfuncitem", None))
     try:
         yield pool
     finally:
@@ -523,7 +571,7 @@ def use_hosted_api_server(
     with ExitStack() as stack:
         if overrides is None:
             _note_used(request.node, pool.state(()))
-            url: str = request.getfixturevalue("hosted_api_server")
+            url = _default_server_url(request, pool)
             url = pool.revive(()) or url  # a dead server is reported once, then started again
         else:
             problems = environment_problems(overrides)  # a registry defined after collection
@@ -539,6 +587,38 @@ def use_hosted_api_server(
         updates = {bundle.url_setting: url, **bundle.extra_settings}
         stack.enter_context(hosted_api_settings_override(updates))
         yield url
+
+
+def _default_server_url(request: pytest.FixtureRequest, pool: ServerPool) -> str:
+    """The ``hosted_api_server`` fixture's value for this test.
+
+    Asked for dynamically (a test under a marker must not start the default server), which
+    costs pytest a fixture lookup per test. Once the plugin's own session fixture has its URL,
+    it is read from the pool instead, wherever no conftest or module redefines the fixture.
+    """
+    url = pool.default_url
+    if url is not None and _default_is_ours(request):
+        return url
+    value: str = request.getfixturevalue("hosted_api_server")
+    return value
+
+
+def _default_is_ours(request: pytest.FixtureRequest) -> bool:
+    """Whether the plugin's is the only ``hosted_api_server`` fixture this test can see;
+    found once per module or class (a redefinition lives in a conftest, module or class)."""
+    known = request.config.stash.setdefault(_DEFAULT_IS_OURS, {})
+    parent = request.node.parent
+    where = parent.nodeid if parent is not None else ""
+    ours = known.get(where)
+    if ours is None:
+        try:  # pytest's lookup by node (pytest >= 8.1); anything else: ask pytest every time
+            # The plugin's own definition is always one of them: alone, it is the one used.
+            found = request._fixturemanager.getfixturedefs("hosted_api_server", request.node)
+            ours = found is not None and len(found) == 1
+        except Exception:
+            ours = False
+        known[where] = ours
+    return ours
 
 
 @pytest.fixture(scope="session")
@@ -614,6 +694,7 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     from ._virtual import refuse_both
 
     refuse_both(request)  # with mock_anyio_sleep, the mock would silently win
+    _use_per_test_hooks(request.config)  # its test runs in virtual time through them
     function = getattr(request.node, "obj", None)
     if function is None or not inspect.iscoroutinefunction(function):
         pytest.fail(
