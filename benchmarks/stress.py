@@ -6,7 +6,8 @@ runs the chosen suites ``--rounds`` times in a row with pytest-xdist, and prints
 round and a summary naming every test that failed. The burners are stopped whatever happens.
 
 Usage:
-  python benchmarks/stress.py [--rounds 10] [--burners 2] [--workers 2] [-m EXPR] [SUITE ...] [-- PYTEST ARGS]
+  python benchmarks/stress.py [--rounds 10] [--burners 2] [--workers 2] [-m EXPR]
+                              [SUITE ...] [-- PYTEST ARGS]
 
 ``hatch run stress:test`` runs the server-launcher and pytest-bundle suites (with the
 cross-package tests) ten times; ``.ci/run`` runs one short round of it (``-m "not slow"``: the
