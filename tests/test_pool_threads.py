@@ -515,3 +515,36 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_a_shared_server_that_died_is_named_as_exited_not_its_worker(
+    pytester: pytest.Pytester,
+) -> None:
+    """Shared mode: the server dies while the worker that started it runs on; a later test that
+    asks for it fails saying the server exited (not that its worker died), and the run ends."""
+    pytester.makepyfile(crashapp=CRASHAPP, crashhelper=CRASH_HELPER)
+    pytester.makeini("[pytest]\nhosted_api_app = crashapp:create_app\n")
+    pytester.makepyfile(
+        test_shared_crash="""
+from crashhelper import crash
+
+
+def test_1_crash_the_shared_server(hosted_api_server):
+    crash(hosted_api_server)
+
+
+def test_2_the_next_user_is_told(hosted_api_server):
+    pass
+"""
+    )
+    result = _run(pytester, "-n", "1", "--hosted-api-shared", "-rf", timeout=180)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "hosted_api_server: the shared server has exited: it no longer accepts "
+            "connections, though xdist worker gw0 (pid *), which started it, runs on*",
+            "*exited on its own with exit code 3 while it was in use; its output is kept in*",
+            "FAILED test_shared_crash.py::test_2_the_next_user_is_told*",
+        ]
+    )
+    assert "has died (the server stops with the process" not in result.stdout.str()

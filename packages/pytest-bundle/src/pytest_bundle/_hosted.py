@@ -45,6 +45,9 @@ class ServerState:
     # The test being set up now (a start failure is reported in its name).
     current_test: str = ""
     owner_alive: Callable[[], bool] | None = None
+    # Shared mode: whether the shared server still accepts connections (it can die while
+    # the worker that owns it runs on).
+    shared_answers: Callable[[], bool] | None = None
     owner_description: str = ""
     # The xdist worker id ("gw0"), or "" outside xdist: test ids repeat across workers.
     worker: str = ""

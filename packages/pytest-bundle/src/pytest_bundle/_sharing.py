@@ -223,7 +223,8 @@ class SharedSlot:
         owner_pid = int(data["owner_pid"])
         self._owner_pid = owner_pid
         url = str(data["url"])
-        state.owner_alive = lambda: _alive(owner_pid) and _accepts_connections(url)
+        state.owner_alive = lambda: _alive(owner_pid)
+        state.shared_answers = lambda: _accepts_connections(url)
         state.owner_description = f"xdist worker {data['owner_worker']} (pid {owner_pid})"
         return str(data["url"])
 

@@ -414,6 +414,15 @@ def _runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                     "started it).",
                     pytrace=False,
                 )
+            if state.shared_answers is not None and not state.shared_answers():
+                pytest.fail(
+                    f"{state.what}: the shared server has exited: it no longer accepts "
+                    f"connections, though {state.owner_description}, which started it, runs "
+                    "on. A shared server that dies is not started again within the run; the "
+                    "warning at the session's end gives its exit code and log. Without "
+                    "--hosted-api-shared, each worker starts a server that died again.",
+                    pytrace=False,
+                )
     block = item.stash.get(_VIRTUAL, None)
     function = item if block is not None and isinstance(item, pytest.Function) else None
     original = function.obj if function is not None else None
