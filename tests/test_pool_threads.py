@@ -477,19 +477,22 @@ def test_switch(hosted_api_server_factory, side, request):
 """
 
 
+@pytest.mark.parametrize(
+    "mode", [[], ["-n", "1", "--hosted-api-shared"]], ids=["per-process", "shared"]
+)
 def test_switches_at_pool_size_one_do_not_wait_for_a_slow_shutdown(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, mode: list[str]
 ) -> None:
     """Pool size 1, tests alternating two environments of an app whose shutdown lasts until the
     last test releases it: every test runs while the servers evicted before it are still
     stopping (in the background), the summary counts each stop, and the session leaves no server
-    running."""
+    running; also in shared mode, where the worker that started a server retires it."""
     pytester.makepyfile(test_slow=SLOW_SHUTDOWN, lifeapp=LIFEAPP)
     pytester.makeini(
         "[pytest]\nhosted_api_pool_size = 1\nhosted_api_app = lifeapp:create_app\n"
         "hosted_api_server_env = SHUTDOWN_UNTIL_RELEASED=1\nhosted_api_shutdown_timeout = 110\n"
     )
-    result = _run(pytester, "-q", "-p", "no:randomly", timeout=110)
+    result = _run(pytester, "-q", "-p", "no:randomly", *mode, timeout=110)
     result.assert_outcomes(passed=10)
     switches = 9
     progress = [line.split() for line in (pytester.path / "progress.txt").read_text().splitlines()]

@@ -525,9 +525,11 @@ class ServerPool:
             if excess <= 0:
                 break
             if entry.slot is not None:
-                if not entry.slot.try_retire():  # another worker's running test holds it
+                stop = entry.slot.try_retire()
+                if stop is None:  # another worker's running test holds it
                     continue
                 entry.slot, entry.url = None, None
+                victims.append(stop)
             else:
                 victims.append(self._detach(entry))
             self.stats.count_stopped_early()

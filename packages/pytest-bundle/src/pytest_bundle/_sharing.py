@@ -284,8 +284,9 @@ class SharedSlot:
                 current["users"] = [pid for pid in current["users"] if pid != self._me]
                 _write(self._path, current)
 
-    def try_retire(self) -> bool:
-        """The owner stops the server if no other worker uses it now; False if one does.
+    def try_retire(self) -> Callable[[], None] | None:
+        """The owner retires the server if no other worker uses it now (None if one does) and
+        gets back what stops it, for the pool to run off the test's path.
 
         The record goes under the lock, so no worker can attach to a server being stopped: the
         next one to need this environment starts it again.
@@ -293,10 +294,9 @@ class SharedSlot:
         with self._lock:
             data = _read(self._path) or {"users": []}
             if any(pid != self._me and _alive(int(pid)) for pid in data["users"]):
-                return False
+                return None
             self._path.unlink(missing_ok=True)
-        self._stop()
-        return True
+        return self._stop
 
     def close(self, sessions: RunSessions) -> None:
         """At session end: a user leaves; the owner waits for the users and for every other
