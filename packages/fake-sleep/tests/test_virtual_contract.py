@@ -119,6 +119,21 @@ async def _wait_readable(sock: socket.socket) -> None:
     await wait(sock)
 
 
+def _until_in_its_loop(thread: threading.Thread) -> None:
+    """Wait (bounded) until ``thread`` blocks in its own event loop's selector, or has ended.
+
+    A thread still starting its loop (importing, building it) runs outside any loop, where the
+    clock does not look (a documented limit): under CI load that start can take seconds.
+    """
+    deadline = time.monotonic() + 60
+    while thread.is_alive():
+        frame = sys._current_frames().get(thread.ident or 0)
+        if frame is not None and frame.f_code.co_name in ("select", "get_events"):
+            return
+        assert time.monotonic() < deadline, "the thread never reached its event loop"
+        time.sleep(0.005)
+
+
 def _socketpair() -> tuple[socket.socket, int, list[object]]:
     mine, theirs = socket.socketpair()
     return mine, theirs.fileno(), [mine, theirs]
@@ -227,6 +242,7 @@ async def test_another_event_loop_waiting_on_a_child_holds_the_clock(
             target=anyio.run, args=(_wait_readable, mine), kwargs={"backend": other}
         )
         background.start()
+        _until_in_its_loop(background)
         try:
             async with virtual_time() as clock:
                 with anyio.fail_after(30):
