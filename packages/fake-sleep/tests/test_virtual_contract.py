@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib.metadata
 import itertools
 import math
 import multiprocessing
@@ -28,6 +29,9 @@ import pytest
 from fake_sleep import GRACE_NOTE_PREFIX, VirtualTime, VirtualTimeLimitExceeded, virtual_time
 
 pytestmark = pytest.mark.anyio
+
+#: anyio's version as a tuple of ints (its release, e.g. (4, 4)).
+_ANYIO = tuple(int(part) for part in importlib.metadata.version("anyio").split(".")[:2])
 
 #: Generous real-time bound around waits of about a second (>= 10x what they take).
 REAL_BOUND = 15.0
@@ -517,6 +521,12 @@ anyio.run(main, backend=backend)
 def test_a_shielded_wait_that_nothing_can_end_fails_instead_of_hanging(
     backend: str, how: str, where: str, expected: str
 ) -> None:
+    if backend == "asyncio" and where == "child" and _ANYIO < (4, 6):
+        pytest.skip(
+            "known limit on anyio < 4.6 (asyncio): its cancel delivery retries on every loop "
+            "iteration while a shielded child waits, so the loop is never idle and the wait "
+            "is not ended (documented; anyio >= 4.6 passes)"
+        )
     try:
         done = subprocess.run(
             [sys.executable, "-c", _SHIELDED_WAIT, backend, how, where],
