@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -154,6 +155,37 @@ def test_a_second_signal_while_stopping_kills_at_once_in_one_line(
     assert "Warning" not in run.stderr()
     assert wait_gone(pid, 30)
     assert _logs(tmp_path) == []
+
+
+def _send_to_thread(pid: int, tid: int, signum: int) -> None:
+    """``tgkill``: a signal for one thread of another process (what the kernel may pick)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "tgkill"),
+    reason="tgkill is Linux (glibc 2.30+)",
+)
+def test_ctrl_c_caught_by_another_thread_still_stops_the_server(
+    cli: Callable[..., Cli], get: Get, wait_gone: Callable[[int, float], bool]
+) -> None:
+    """A process-wide signal may be caught by any thread: the main thread must still wake.
+
+    It hung one run in about 16 under load (the handler waited for the main thread, asleep in
+    ``select``); sending it to a worker thread makes that case happen every time.
+    """
+    run = cli(DEMO_APP, "--health-path", "/api/health")
+    url = run.url()
+    pid = run.proc.pid
+    workers = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
+    assert workers, "the command line runs its supervisor in a thread"
+    _send_to_thread(pid, workers[0], signal.SIGINT)
+    assert run.finish() == 0, run.stderr()
+    assert "server-launcher: stopped" in run.stderr()
+    with pytest.raises(ConnectionRefusedError):
+        get(url + "/api/health", timeout=5)
 
 
 def test_the_command_line_reports_a_server_that_exits_on_its_own(

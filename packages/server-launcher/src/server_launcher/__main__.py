@@ -47,6 +47,10 @@ class _Signals:
     kills it at once. Both only set a flag and send a byte (``Supervisor.request_stop`` /
     ``request_kill``), which is safe in a signal handler. A signal that comes before the
     launcher exists is remembered and acted on as soon as it does.
+
+    The wake socket is also the process's signal wakeup fd: Python runs a handler only when the
+    main thread runs bytecode, and a signal caught by another thread, or by the main thread just
+    before it enters ``select``, would otherwise leave it asleep there for good.
     """
 
     def __init__(self) -> None:
@@ -66,9 +70,12 @@ class _Signals:
         with contextlib.suppress(OSError):
             self.wake_r.recv(4096)
 
-    def install(self) -> None:
+    def install(self) -> int:
+        """Install the handlers and the wakeup fd; returns the previous wakeup fd to restore."""
+        previous = signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
+        return previous
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.count += 1
@@ -90,18 +97,22 @@ class _Signals:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; installs SIGINT and SIGTERM handlers for the rest of the process."""
     signals = _Signals()
-    signals.install()  # first: nothing may be printed or started before Ctrl-C is handled
-    args = _parser().parse_args(argv)
-    env: dict[str, str | None] = {}
-    for item in args.env:
-        name, sep, value = item.partition("=")
-        if not sep:
-            _parser().error(f"--env needs NAME=VALUE, got {item!r}")
-        env[name] = value
-    with warnings.catch_warnings():
-        # A forced stop or a server that exits on its own is said in one line of our own.
-        warnings.simplefilter("ignore", ServerStopWarning)
-        return _serve(args, env, signals)
+    previous_wakeup_fd = signals.install()  # first: nothing may start before Ctrl-C is handled
+    try:
+        args = _parser().parse_args(argv)
+        env: dict[str, str | None] = {}
+        for item in args.env:
+            name, sep, value = item.partition("=")
+            if not sep:
+                _parser().error(f"--env needs NAME=VALUE, got {item!r}")
+            env[name] = value
+        with warnings.catch_warnings():
+            # A forced stop or a server that exits on its own is said in one line of our own.
+            warnings.simplefilter("ignore", ServerStopWarning)
+            return _serve(args, env, signals)
+    finally:
+        # The wake socket is closed with ``signals``: no later signal may write to its number.
+        signal.set_wakeup_fd(previous_wakeup_fd)
 
 
 def _serve(args: argparse.Namespace, env: dict[str, str | None], signals: _Signals) -> int:
