@@ -100,6 +100,10 @@ class Holders:
         undo.pop("PYTEST_CURRENT_TEST", None)  # pytest's own, set anew for every phase
         return undo
 
+    def fixture_request(self) -> pytest.FixtureRequest | None:
+        """The request of the fixture being set up (noted by the plugin's setup hook), if any."""
+        return self._setting_up[-1] if self._setting_up else None
+
     def asker(self) -> str | None:
         """The name of the fixture being set up, if any: whose users see the server's output."""
         return self._setting_up[-1].fixturename if self._setting_up else None

@@ -170,6 +170,8 @@ class ServerPool:
     sharing: Sharing | None = None
     # What undoes the running test's function-scoped environment changes (a server outlives it).
     environ_undo: Callable[[], dict[str, str | None]] = dict
+    # The pytest config of the session that owns the pool (for the plugin's fixtures).
+    owner: Any = None
     _entries: dict[Variant, _Entry] = field(init=False, default_factory=dict)
     _clock: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
     _base: dict[str, str | None] | None = field(init=False, default=None)

@@ -517,6 +517,7 @@ def _hosted_api_pool(request: pytest.FixtureRequest) -> Iterator[ServerPool]:
         worker=worker,
         sharing=sharing,
         environ_undo=holders.environ_undo,
+        owner=config,
     )
     pool.state(DEFAULT).used_by.add("hosted_api_server")
     reuse = config.stash[_REUSE]
@@ -560,7 +561,6 @@ def hosted_api_server(
 
 @pytest.fixture
 def use_hosted_api_server(
-    request: pytest.FixtureRequest,
     hosted_api_settings_override: SettingsOverride,
     _hosted_api_pool: ServerPool,  # here, not looked up: set up before function fixtures
 ) -> Iterator[str]:
@@ -573,10 +573,11 @@ def use_hosted_api_server(
     ``@pytest.mark.hosted_api_env(...)``, the pooled server started with that environment, held
     until the test's teardown.
     """
+    pool = _hosted_api_pool
+    request = _own_request(pool.owner, "use_hosted_api_server")
     bundle = _config(request.config)
     _check_late(request)
     overrides = marker_env(request.node)
-    pool = _hosted_api_pool
     with ExitStack() as stack:
         if overrides is None:
             _note_used(request.node, pool.state(()))
@@ -596,6 +597,19 @@ def use_hosted_api_server(
         updates = {bundle.url_setting: url, **bundle.extra_settings}
         stack.enter_context(hosted_api_settings_override(updates))
         yield url
+
+
+def _own_request(config: pytest.Config, fixture: str) -> pytest.FixtureRequest:
+    """The request of ``fixture``, being set up now, as the plugin's setup hook noted it.
+
+    Not a ``request`` argument: pytest (9) builds a fixture definition for every ``request``
+    a test's fixtures name, for every test, about a third of what the fixture costs a test.
+    The hook is in place whenever the pool exists, which such a fixture asks for first.
+    """
+    request = config.stash[_HOLDERS].fixture_request()
+    if request is None or request.fixturename != fixture:  # pragma: no cover - a bug of ours
+        raise RuntimeError(f"pytest-bundle: {fixture} is set up outside its setup hook")
+    return request
 
 
 def _default_server_url(request: pytest.FixtureRequest, pool: ServerPool) -> str:
