@@ -12,6 +12,10 @@ Measures, on asyncio and trio (issue 10), each run in a fresh event loop as a te
 
 (b) and (d) show the median of `IDLE_RUNS` runs.
 
+(d) on trio is also run under `_JumpingClock`, a trio clock that jumps to every deadline at
+once and checks nothing: what 1,000 timeouts cost trio itself (each is a cancel scope whose
+deadline delivers ``Cancelled``), the floor under any virtual clock for trio.
+
 The clock before (``--before``, read from git by ``bench_sleep.load_before``) runs the same
 bodies side by side; it gets ``--before-runs`` runs of (a), enough to show its failure rate.
 Measure (c), pure-sleep throughput against that clock, is ``hatch run bench:sleep``.
@@ -26,11 +30,12 @@ import contextlib
 import ssl
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import httpx
+import trio.abc
 from bench_sleep import BEFORE, load_before
 
 import fake_sleep
@@ -44,6 +49,8 @@ TIMEOUT = 5
 IDLE_SLEEPS = 1000
 #: Runs of (b) and (d) per clock and backend; the median is shown.
 IDLE_RUNS = 7
+#: The name of the (d) run on trio under `_JumpingClock`.
+FLOOR = "trio's floor"
 
 #: One SSL context for every client: building one costs 30-75 ms and is not what is measured.
 _SSL = ssl.create_default_context()
@@ -82,7 +89,43 @@ async def beside_an_idle_client(url: str, virtual_time: VirtualTime) -> tuple[fl
     return timeout_real, sleeps_real
 
 
+class _JumpingClock(trio.abc.Clock):
+    """Jumps straight to the next deadline whenever trio would wait: no checks at all."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.pending: float | None = None
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        if self.pending is not None:
+            self.now, self.pending = max(self.now, self.pending), None
+        return self.now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        if deadline > self.now:
+            self.pending = deadline
+        return 0.0
+
+
+@contextlib.asynccontextmanager
+async def jumping_clock() -> AsyncIterator[None]:
+    """The run's clock swapped for `_JumpingClock` (trio only; through trio's private runner)."""
+    from trio._core._run import GLOBAL_RUN_CONTEXT
+
+    runner: Any = GLOBAL_RUN_CONTEXT.runner
+    saved = runner.clock
+    runner.clock = _JumpingClock(saved.current_time())
+    try:
+        yield
+    finally:
+        runner.clock = saved
+
+
 def measure(url: str, backend: str, virtual_time: VirtualTime, runs: int) -> dict[str, Any]:
+    """(a) for one clock and backend; (b) and (d) are added by `measure_idle`."""
     passed = 0
     timeouts = 0
     seconds: list[float] = []
@@ -91,22 +134,30 @@ def measure(url: str, backend: str, virtual_time: VirtualTime, runs: int) -> dic
         passed += seen == 0
         timeouts += seen
         seconds.append(taken)
-    # (b) and (d) are a few ms each: the median of several runs, so one scheduling hiccup
-    # of a busy machine (or the first run's warm-up) does not decide the figure.
-    idle = [
-        anyio.run(beside_an_idle_client, url, virtual_time, backend=backend)
-        for _ in range(IDLE_RUNS)
-    ]
-    timeout_real = statistics.median(row[0] for row in idle)
-    sleeps_real = statistics.median(row[1] for row in idle)
     return {
         "runs": runs,
         "passed": passed,
         "timeouts": timeouts,
         "run_median": statistics.median(seconds),
         "run_max": max(seconds),
-        "timeout_real": timeout_real,
-        "sleeps_real": sleeps_real,
+    }
+
+
+def measure_idle(url: str, cases: dict[tuple[str, str], VirtualTime]) -> dict[tuple[str, str], Any]:
+    """(b) and (d) for every (clock, backend): the median of `IDLE_RUNS` round-robin runs.
+
+    They are a few ms each: the median of several runs, so one scheduling hiccup of a busy
+    machine (or the first run's warm-up) does not decide the figure, and taken in turns, so
+    a change in the machine's load hits every case alike.
+    """
+    idle: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in cases}
+    for _ in range(IDLE_RUNS):
+        for (name, backend), virtual_time in cases.items():
+            row = anyio.run(beside_an_idle_client, url, virtual_time, backend=backend)
+            idle[(name, backend)].append(row)
+    return {
+        key: (statistics.median(row[0] for row in rows), statistics.median(row[1] for row in rows))
+        for key, rows in idle.items()
     }
 
 
@@ -126,9 +177,15 @@ def main() -> None:
     results: dict[tuple[str, str], dict[str, Any]] = {}
     with launch_server(health_path="/api/health") as server:
         url = server.url + "/api/health"
+        cases: dict[tuple[str, str], VirtualTime] = {}
         for backend in ("asyncio", "trio"):
             for name, virtual_time, runs in clocks:
                 results[(name, backend)] = measure(url, backend, virtual_time, runs)
+                cases[(name, backend)] = virtual_time
+        cases[(FLOOR, "trio")] = jumping_clock
+        for key, (timeout_real, sleeps_real) in measure_idle(url, cases).items():
+            results.setdefault(key, {}).update(timeout_real=timeout_real, sleeps_real=sleeps_real)
+        floor = results.pop((FLOOR, "trio"))["sleeps_real"]
 
     print(
         f"virtual time beside a real server: {REQUESTS} requests (timeout {TIMEOUT} s) with"
@@ -168,6 +225,11 @@ def main() -> None:
             row["sleeps_real"] < 0.05,
             f"{row['sleeps_real']:.3f} s",
         )
+    print(
+        f"  (d) trio's own floor, a clock that jumps at once and checks nothing:"
+        f" {floor * 1000:.0f} ms (this clock adds"
+        f" {(results[('this clock', 'trio')]['sleeps_real'] - floor) * 1000:.0f} ms)"
+    )
     print("  (c) pure-sleep throughput against the clock before: hatch run bench:sleep")
 
 

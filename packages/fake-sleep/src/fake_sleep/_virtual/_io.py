@@ -157,6 +157,11 @@ class OutsideIO:
         self._waits = current
         return longest
 
+    def forget(self) -> None:
+        """No wait is in progress: what `hold` does when given none, at no cost."""
+        if self._waits:
+            self._waits = {}
+
     def received(self, key: object, now: float) -> None:
         """The loop saw an event on `key`: its wait is alive again."""
         state = self._waits.get(key)

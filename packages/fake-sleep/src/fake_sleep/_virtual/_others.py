@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["other_waits", "reads_all_the_time", "trio_waits"]
+__all__ = ["other_waits", "own_wait_keys", "reads_all_the_time", "trio_waits", "trio_wakeup_fd"]
 
 _Wait = tuple[object, object, bool]
 
@@ -92,6 +92,11 @@ def _kqueue_filters() -> frozenset[int]:
 
 
 _KQUEUE_IO = _kqueue_filters()
+
+
+def own_wait_keys(wakeup_fd: int) -> frozenset[object]:
+    """The keys `trio_waits` skips as the run's own wake-up socket, on epoll and kqueue."""
+    return frozenset({wakeup_fd, *((wakeup_fd, kind) for kind in _KQUEUE_IO)})
 
 
 def trio_wakeup_fd(runner: Any) -> int:
@@ -178,13 +183,14 @@ def other_waits(own_thread: int, own: object) -> list[_Wait]:
         return []
     found: list[_Wait] = []
     frames = sys._current_frames()
+    # Our own frame is dropped at once: left in the dict (a local of that very frame) it
+    # would make a cycle, frame -> dict -> frame, for the garbage collector on every jump.
+    frames.pop(own_thread, None)
     if len(_seen) > 2 * len(frames) + 16:
         for ident in [ident for ident in _seen if ident not in frames]:
             del _seen[ident]
     seen_get = _seen.get
     for ident, innermost in frames.items():
-        if ident == own_thread:
-            continue
         seen = seen_get(ident)
         if seen is not None and seen[0] == id(innermost) and seen[1] == innermost.f_lasti:
             kind = seen[2]

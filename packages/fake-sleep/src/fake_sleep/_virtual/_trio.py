@@ -32,7 +32,7 @@ from trio.abc import Clock, Instrument
 
 from ._driver import DEADLOCK_GRACE, THREAD_POLL, Driver, unsupported
 from ._errors import VirtualClockError
-from ._others import other_waits, trio_waits, trio_wakeup_fd
+from ._others import other_waits, own_wait_keys, trio_waits, trio_wakeup_fd
 from ._patching import SharedPatch
 from ._tasks import describe_waiters
 
@@ -139,6 +139,10 @@ class TrioVirtualClock(Driver, Clock):
             registered if isinstance(registered, dict) else None
         )
         self._wakeup_fd = trio_wakeup_fd(runner)
+        #: The keys the run's own wake-up socket has in ``_registered`` (epoll: the fd;
+        #: kqueue: (fd, filter)). trio's entry-queue task always waits on it, so while the
+        #: table holds nothing else no task waits on I/O (`trio_waits` would yield nothing).
+        self._own_keys = own_wait_keys(self._wakeup_fd)
         self._token = trio.lowlevel.current_trio_token()
         root = trio.lowlevel.current_root_task()
         if root is None:  # pragma: no cover - only before the run has started
@@ -208,13 +212,19 @@ class TrioVirtualClock(Driver, Clock):
             return _LONG_WAIT
         registered = self._registered
         others = other_waits(self.thread, runner)
-        if registered or others:
+        # The common idle case (only the wake-up socket registered, no other loop) skips
+        # the classification: it would see no wait, and forgetting the old ones is all
+        # `OutsideIO.hold` would do. The test is exact, not a cache: ``_registered`` is the
+        # run's live table, read afresh on every call.
+        if others or (registered and not registered.keys() <= self._own_keys):
             waits = trio_waits(registered or {}, self._wakeup_fd)
             hold = self.io.hold(chain(waits, others) if others else waits, time.perf_counter())
             if hold > 0:
                 self._stop_progress()
                 # Another thread's wait ends without waking this run: look again soon.
                 return min(hold, THREAD_POLL) if others else hold
+        else:
+            self.io.forget()
         if deadline == math.inf:
             return self._no_timer()
         if deadline <= self.limit and self.jumps < self.max_jumps and not self.io.expired:
@@ -225,7 +235,9 @@ class TrioVirtualClock(Driver, Clock):
                 if failed:
                     return self._after_failure()
                 return 0.0
-        self._stop_progress()
+        self.idle_since = None
+        if self._progress is not None:
+            self._stop_progress()
         self._pending = deadline
         return 0.0
 
