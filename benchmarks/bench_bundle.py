@@ -158,20 +158,14 @@ def mock_anyio_sleep(monkeypatch):
 '''
 
 
+#: A quiet pytest run of the folder's tests, in the same order every time.
+_PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+
+
 def _session(folder: Path, *extra: str) -> float:
     started = time.perf_counter()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-            *extra,
-        ],
+        [*_PYTEST, *extra],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -261,19 +255,7 @@ def use_hosted_api_server(_server, monkeypatch):
 
 def _per_test_us(folder: Path, *extra: str) -> float:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-            "-p",
-            "perclock",
-            *extra,
-        ],
+        [*_PYTEST, "-p", "perclock", *extra],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -342,14 +324,7 @@ def _instructions(folder: Path, *extra: str) -> int:
             "valgrind",
             "--tool=callgrind",
             f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
+            *_PYTEST,
             *extra,
         ],
         cwd=folder,
