@@ -10,9 +10,9 @@ Also printed: the plugin's import cost (``-X importtime``) in a session that use
 Then the cost per test over 1,000 trivial tests, each variant's sessions interleaved: a test
 that uses no fixture of ours (the plugin installed vs ``-p no:pytest_bundle``), and one that uses
 ``use_hosted_api_server`` (vs a hand-written session fixture around ``launch_server`` plus a
-``monkeypatch.setenv`` fixture). Time runs from the second test's start to the session's end:
-the first test starts the session's server, a cost paid once whatever the number of tests
-(``bench:launcher`` and ``bench:pool`` compare start times).
+``monkeypatch.setenv`` fixture). Time runs from the second test's start to the last test's
+start: the first test starts the session's server and the last one's teardown stops it, costs
+paid once whatever the number of tests (``bench:launcher`` and ``bench:pool`` compare those).
 
 With ``--instructions``, the same per-test comparison also in instructions executed (valgrind's
 callgrind, sessions of 100 and 300 tests): on a shared machine wall time per test moves more
@@ -198,20 +198,20 @@ import time
 
 import pytest
 
-_marks = []
+_starts = []
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_logstart(nodeid, location):
-    if len(_marks) < 2:
-        _marks.append(time.perf_counter())
+    _starts.append(time.perf_counter())
 
 
 def pytest_sessionfinish(session):
-    # From the second test on: the first one starts the session's server (once, whatever the
-    # number of tests: bench:launcher and bench:pool measure that), the rest is per test.
-    if len(_marks) == 2 and session.testscollected > 1:
-        per_test = (time.perf_counter() - _marks[1]) / (session.testscollected - 1)
+    # From the second test's start to the last test's: the first test starts the session's
+    # server and the last one's teardown stops it (once each, whatever the number of tests:
+    # bench:launcher and bench:pool measure those); what lies between is per test.
+    if len(_starts) > 2:
+        per_test = (_starts[-1] - _starts[1]) / (len(_starts) - 2)
         print(f"\\nPER_TEST_US={per_test * 1e6:.2f}")
 """
 
