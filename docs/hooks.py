@@ -48,7 +48,7 @@ _KINDS = {
     "bool": "boolean (`true`/`false`, also `1/0`, `yes/no`, `on/off`)",
     "float": "seconds (a positive, finite number)",
     "optional-float": "seconds (a positive number), or empty for none",
-    "grace": "real seconds (a number >= 0, `inf` to always wait), or empty for fake-sleep's default",
+    "grace": "real seconds (a number >= 0, `inf` to always wait), or empty: fake-sleep's default",
     "optional-file": "a file path (relative to the rootdir), or empty for none",
     "positive-int": "a positive whole number",
     "paths": "dotted paths, one per line or comma-separated",
