@@ -48,6 +48,8 @@ _KINDS = {
     "bool": "boolean (`true`/`false`, also `1/0`, `yes/no`, `on/off`)",
     "float": "seconds (a positive, finite number)",
     "optional-float": "seconds (a positive number), or empty for none",
+    "grace": "real seconds (a number >= 0, `inf` to always wait), or empty: fake-sleep's default",
+    "optional-file": "a file path (relative to the rootdir), or empty for none",
     "positive-int": "a positive whole number",
     "paths": "dotted paths, one per line or comma-separated",
     "pairs": "`NAME=value` pairs, one per line (on the command line: repeat the option)",
@@ -56,7 +58,6 @@ _KINDS = {
 
 def _ini_options() -> str:
     from pytest_bundle._config import OPTIONS
-    from pytest_bundle._markers import MARKER_HELP
 
     parts = []
     for option in OPTIONS:
@@ -64,26 +65,34 @@ def _ini_options() -> str:
         if option.kind == "bool":
             flags += f" / `{option.negative_flag}`"
         default = f"`{option.default}`" if option.default else "none"
+        if option.kind == "grace" and not option.default:
+            default = "none: fake-sleep's `io_grace` (10 seconds)"
         parts.append(
             f"#### `{option.name}`\n\n{option.help}\n\n"
-            f"- Type: {_KINDS.get(option.kind, option.kind)}\n"
+            f"- Type: {_KINDS[option.kind]}\n"  # a new kind fails the build until described
             f"- Default: {default}\n"
             f"- Command line: {flags} (wins over the ini key)\n"
         )
+    return "\n".join(parts)
+
+
+def _marker() -> str:
+    from pytest_bundle._markers import MARKER_HELP
+
     name, _, rest = MARKER_HELP.partition(": ")
-    parts.append(
+    return (
         f"#### `@pytest.mark.{name.split('(')[0]}`\n\n`@pytest.mark.{name}`: {rest}\n\n"
         "- On a test, a class, or a module (`pytestmark = pytest.mark.hosted_api_env(...)`).\n"
         "- Values are strings (or `None`); checked right after collection.\n"
         "- The guide: [Servers with other settings]"
         "(fixtures.md#servers-with-other-settings-pytestmarkhosted_api_env-and-hosted_api_server_factory).\n"
     )
-    return "\n".join(parts)
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     if page.file.src_uri == "pytest-bundle.md":
-        return markdown.replace("<!-- ini-options -->", _ini_options())
+        markdown = markdown.replace("<!-- ini-options -->", _ini_options())
+        return markdown.replace("<!-- marker -->", _marker())
     if page.file.src_uri != "changelog.md":
         return markdown
     parts = []

@@ -179,9 +179,9 @@ class _Override(Frame, Scoped[S]):
 
     def __init__(
         self,
-        updates: Mapping[Any, Any] | None = None,
-        set_defaults: Mapping[Any, Any] | None = None,
-        restore_defaults: Iterable[Any] | None = None,
+        updates: SettingValues | None = None,
+        set_defaults: SettingValues | None = None,
+        restore_defaults: Iterable[SettingKey] | None = None,
         *,
         mirror_environ: bool = False,
     ) -> None:
