@@ -28,6 +28,8 @@ from ._config import BundleConfig
 from ._hosted import ServerState, StartStats, base_env, child_env, run_server
 
 if TYPE_CHECKING:
+    import pytest
+
     from server_launcher import RunningServer
 
     from ._errors import HostedApiServerError
@@ -170,8 +172,9 @@ class ServerPool:
     sharing: Sharing | None = None
     # What undoes the running test's function-scoped environment changes (a server outlives it).
     environ_undo: Callable[[], dict[str, str | None]] = dict
-    # The pytest config of the session that owns the pool (for the plugin's fixtures).
-    owner: Any = None
+    # The request of the fixture being set up now, if any (the plugin's fixtures take their own
+    # from it rather than naming ``request``).
+    fixture_request: Callable[[], pytest.FixtureRequest | None] = lambda: None
     _entries: dict[Variant, _Entry] = field(init=False, default_factory=dict)
     _clock: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
     _base: dict[str, str | None] | None = field(init=False, default=None)

@@ -517,7 +517,7 @@ def _hosted_api_pool(request: pytest.FixtureRequest) -> Iterator[ServerPool]:
         worker=worker,
         sharing=sharing,
         environ_undo=holders.environ_undo,
-        owner=config,
+        fixture_request=holders.fixture_request,
     )
     pool.state(DEFAULT).used_by.add("hosted_api_server")
     reuse = config.stash[_REUSE]
@@ -574,7 +574,7 @@ def use_hosted_api_server(
     until the test's teardown.
     """
     pool = _hosted_api_pool
-    request = _own_request(pool.owner, "use_hosted_api_server")
+    request = _own_request(pool, "use_hosted_api_server")
     bundle = _config(request.config)
     _check_late(request)
     overrides = marker_env(request.node)
@@ -599,14 +599,14 @@ def use_hosted_api_server(
         yield url
 
 
-def _own_request(config: pytest.Config, fixture: str) -> pytest.FixtureRequest:
+def _own_request(pool: ServerPool, fixture: str) -> pytest.FixtureRequest:
     """The request of ``fixture``, being set up now, as the plugin's setup hook noted it.
 
     Not a ``request`` argument: pytest (9) builds a fixture definition for every ``request``
     a test's fixtures name, for every test, about a third of what the fixture costs a test.
     The hook is in place whenever the pool exists, which such a fixture asks for first.
     """
-    request = config.stash[_HOLDERS].fixture_request()
+    request = pool.fixture_request()
     if request is None or request.fixturename != fixture:  # pragma: no cover - a bug of ours
         raise RuntimeError(f"pytest-bundle: {fixture} is set up outside its setup hook")
     return request
