@@ -130,38 +130,38 @@ async def test_async_server_outlives_a_worker_thread_start(
         await anyio.to_thread.run_sync(launcher.__exit__, None, None, None)
 
 
-@pytest.mark.parametrize("flavour", ["sh", "python"])
-def test_the_watchdog_ignores_the_stop_signals_and_kills_its_group_when_the_pipe_closes(
-    flavour: str, wait_gone: Callable[[int, float], bool]
+@pytest.mark.parametrize("flavour", ["sh", "sh-tree", "python"])
+def test_the_watchdog_ignores_the_stop_signals_and_kills_the_group_when_the_pipe_closes(
+    flavour: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The watchdog kills the server's group when the launcher's pipe reaches EOF (its
-    launcher died), and survives the signals the launcher stops the server with. ``python`` is
-    the one used where there is no ``/bin/sh``."""
-    from server_launcher import _sentinel
+    """The watchdog kills the server's group when its pipe reaches EOF (its launcher died), and
+    survives the signals a stop or a terminal sends. ``sh-tree`` is the Linux script (it walks
+    ``/proc`` first); ``python`` is the one used where there is no ``/bin/sh``."""
+    from server_launcher import _watchdog
 
-    if flavour == "sh":
-        if not os.path.exists("/bin/sh"):
-            pytest.skip("no /bin/sh")
-        argv = ["/bin/sh", "-c", _sentinel._WATCHDOG_SH]
-    else:
-        argv = [sys.executable, "-I", "-S", "-c", _sentinel._WATCHDOG_PY]
+    if flavour == "python":
+        monkeypatch.setattr(_watchdog, "_SH", "/nonexistent/sh")
+    elif not os.path.exists("/bin/sh"):
+        pytest.skip("no /bin/sh")
+    if flavour == "sh-tree" and not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc")
+    sleeper = [sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"]
     # A process group of its own (like a server's), which a second process then joins.
-    watchdog = subprocess.Popen(argv, stdin=subprocess.PIPE, preexec_fn=os.setpgrp)
-    member = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"],
-        preexec_fn=lambda: os.setpgid(0, watchdog.pid),
-    )
+    leader = subprocess.Popen(sleeper, preexec_fn=os.setpgrp)
+    member = subprocess.Popen(sleeper, preexec_fn=lambda: os.setpgid(0, leader.pid))
+    watchdog = _watchdog.Watchdog(leader.pid, tree=flavour == "sh-tree")
     try:
         _wait_ignoring(watchdog.pid, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            os.killpg(watchdog.pid, sig)
-        member.wait(timeout=10)  # the other member died of SIGTERM...
-        assert watchdog.poll() is None  # ...the watchdog did not
-        assert watchdog.stdin is not None
-        watchdog.stdin.close()  # what the kernel does when the launcher dies
-        assert watchdog.wait(timeout=30) == -signal.SIGKILL
+            os.kill(watchdog.pid, sig)
+        assert watchdog._proc.poll() is None  # it ignored them...
+        assert leader.poll() is None and member.poll() is None  # ...and did nothing
+        os.close(watchdog.lifeline)  # what the kernel does when the launcher dies
+        assert leader.wait(timeout=30) == -signal.SIGKILL
+        assert member.wait(timeout=30) == -signal.SIGKILL
+        assert watchdog._proc.wait(timeout=30) == 0  # its own session: it outlives the kill
     finally:
-        for proc in (watchdog, member):
+        for proc in (leader, member, watchdog._proc):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()

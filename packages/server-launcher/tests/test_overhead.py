@@ -1,5 +1,6 @@
 """What a launch adds to the server's process tree: the server is our own child, and its only
-companion is a small watchdog that holds none of its files.
+companion is a small watchdog (our child too, in a session of its own) that holds none of its
+files.
 
 Speed and memory against a bare ``python -m uvicorn`` are measured by ``hatch run bench:launcher``;
 these tests only pin the structure those numbers rely on, with generous bounds.
@@ -52,6 +53,14 @@ def _pss_kib(pid: int) -> int:
     raise AssertionError(f"no Pss line for {pid}")
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as children:
+            found += [int(child) for child in children.read().split()]
+    return found
+
+
 def _helpers(server: RunningServer) -> list[int]:
     return [pid for pid in _session(server.pid) if pid != server.pid]
 
@@ -77,10 +86,15 @@ def test_the_only_companion_is_a_small_watchdog_holding_nothing_of_the_servers(
     testapp: Callable[..., Any],
 ) -> None:
     with testapp() as server:
-        helpers = _helpers(server)
-        assert len(helpers) == 1, helpers
-        (watchdog,) = helpers
-        assert _parent(watchdog) == server.pid
+        assert _helpers(server) == []  # the server's session is the server alone
+        # The watchdog is our child, in a session of its own, watching the server's pid.
+        (watchdog,) = [
+            pid
+            for pid in _children(os.getpid())
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-3:-1]
+            == [b"sh", str(server.pid).encode()]
+        ]
+        assert os.getsid(watchdog) == watchdog
         # A shell, not a second Python: a few hundred KiB where a Python process costs ~3 MiB.
         assert _pss_kib(watchdog) < 2048
         assert sys.executable.encode() not in Path(f"/proc/{watchdog}/cmdline").read_bytes()

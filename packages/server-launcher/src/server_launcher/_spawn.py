@@ -26,6 +26,7 @@ from . import _platform
 from ._errors import ServerStartError, ServerStartTimeout
 from ._output import OutputSink
 from ._ready import HealthProbe, ProbeFailed, TLSFailed, client_tls_context
+from ._watchdog import Watchdog
 
 PortMode = Literal["fd", "reserve", "report"]
 
@@ -108,6 +109,7 @@ class Supervisor:
         self._cwd = spec.cwd or ""
         self._tls_context: ssl.SSLContext | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
         self._exit_watch: _platform.ExitWatch | None = None
         self._failure: tuple[str, str] | None = None  # (kind, reason), built into an error later
         self._last_status: int | None = None
@@ -298,10 +300,16 @@ class Supervisor:
                 close_fds=True,
                 **_platform.popen_options(pass_fds),
             )
+            # The child waits for its bootstrap on stdin: it gets it only once its watchdog
+            # runs (if we die first, the child reads EOF and exits). Until then the child
+            # starts its interpreter, so the watchdog's spawn is off its path to ready.
+            self._watchdog = Watchdog(self._proc.pid, tree=_platform.HAS_PROC)
+            _platform.hold_lifeline(self._watchdog.lifeline)
+            assert self._proc.stdin is not None
+            _platform.send_bootstrap(self._proc.stdin)
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
         finally:
-            if self._proc is not None and self._proc.stdin is not None:
-                _platform.hold_lifeline(self._proc.stdin.fileno())
-                _platform.send_bootstrap(self._proc.stdin)
             if spec.port_mode == "fd" and self._listener is not None:
                 # The child holds the socket now; without our copy, its death resets our probe.
                 self._listener.close()
@@ -463,15 +471,20 @@ class Supervisor:
         proc = self._proc
         if proc is not None:
             self._kill_all()  # leftovers (workers); the unreaped leader keeps the group id ours
+            if self._watchdog is not None:
+                # Its work is done: killed before the server is reaped (never acts on a pid
+                # that may be reused), and its lifeline forgotten before it is closed.
+                self._watchdog.kill()
+                _platform.release_lifeline(self._watchdog.lifeline)
             try:
                 proc.wait(timeout=_REAP_CAP)
             except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the kernel
                 self._failure = self._failure or ("internal", "the server could not be reaped")
             self.returncode = proc.returncode
+            if self._watchdog is not None:
+                self._watchdog.reap(_REAP_CAP)
             self.output.wait_drained(2.0)
             if proc.stdin is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    _platform.release_lifeline(proc.stdin.fileno())
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
         if self._exit_watch is not None:
