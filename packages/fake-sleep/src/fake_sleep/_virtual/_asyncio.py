@@ -15,24 +15,21 @@ Hooks, each set for the duration and taken back through the block's undo stack:
   ``asyncio.selector_events._SelectorSocketTransport.write``/``writelines`` (notes a request
   written through a transport that reads all the time), shared by every active block.
 
-Read only: ``loop._ready``, ``loop._scheduled`` (through the public ``TimerHandle.when()``),
-``loop._ssock`` (the loop's own wake-up socket, never outside I/O), for epoll the
-selector's ``_selector.poll`` for a cheap readiness check and, only once a failed block is
-stuck, ``Task._fut_waiter`` and ``Future._callbacks`` (which future each task waits on, and
-which tasks resolve it) and the timer handles' ``_callback``/``_args``.
+Every private name of asyncio and anyio read here (and why, and what happens without it)
+is listed in `_private_asyncio`, which also reads them; this module uses its functions and
+the typed view `LoopInternals`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import math
 import selectors
 import sys
 import time
-from asyncio import base_events, selector_events
+from asyncio import selector_events
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from itertools import chain
@@ -40,8 +37,23 @@ from typing import Any
 
 from ._driver import THREAD_POLL, Driver, unsupported
 from ._errors import VirtualClockError
-from ._others import other_waits, reads_all_the_time
+from ._others import other_waits
 from ._patching import SharedPatch
+from ._private import Missing
+from ._private_asyncio import (
+    LoopInternals,
+    anyio_worker_owner,
+    callbacks_of,
+    check_loop,
+    clock_resolution,
+    epoll_peek,
+    reads_all_the_time,
+    timer_targets,
+    transport_class,
+    transport_loop_and_fd,
+    waiter_of,
+    wakeup_fd,
+)
 from ._tasks import describe_waiters
 
 __all__ = ["AsyncioDriver"]
@@ -53,8 +65,6 @@ _ACTIVE: dict[asyncio.AbstractEventLoop, AsyncioDriver] = {}
 
 #: The longest single real wait for outside I/O (io_grace may be infinite); then look again.
 _LONGEST_WAIT = 3600.0
-#: What `BaseEventLoop._run_once` must use for this driver to be right.
-_RUN_ONCE_NAMES = frozenset({"_selector", "select", "_scheduled", "_ready", "time"})
 
 
 class _OffsetTime:
@@ -99,44 +109,17 @@ def _refuse(loop: asyncio.AbstractEventLoop) -> VirtualClockError:
     )
 
 
-def _check_loop(loop: asyncio.AbstractEventLoop) -> Any:
+def _check_loop(loop: asyncio.AbstractEventLoop) -> tuple[LoopInternals, Any]:
     """Every hook of the loop this driver uses, looked up without changing anything.
 
-    Returns the loop's selector.
+    Returns the loop's typed view of its private attributes, and its selector.
     """
     if not isinstance(loop, selector_events.BaseSelectorEventLoop):
         raise _refuse(loop)
-    subject = f"this asyncio event loop ({_kind(loop)})"
-    run_once = getattr(base_events.BaseEventLoop, "_run_once", None)
-    names = set(getattr(getattr(run_once, "__code__", None), "co_names", ()))
-    if not names >= _RUN_ONCE_NAMES:
-        raise unsupported(
-            subject,
-            "asyncio.BaseEventLoop._run_once no longer waits through self._selector.select()"
-            f" with self._scheduled and self._ready (it uses {sorted(names)})",
-        )
-    loop_class: Any = type(loop)
-    if loop_class._run_once is not run_once or "_run_once" in vars(loop):
-        raise unsupported(subject, "the loop replaces BaseEventLoop._run_once with its own")
-    selector = getattr(loop, "_selector", None)
-    if not isinstance(selector, selectors.BaseSelector) or not hasattr(selector, "__dict__"):
-        raise unsupported(subject, f"its _selector is {selector!r}, not a selectors.BaseSelector")
-    if "select" in vars(selector):
-        raise unsupported(
-            subject,
-            "its selector's select() is already replaced by something else (another virtual"
-            " clock such as looptime?)",
-        )
-    if not isinstance(getattr(loop, "_ready", None), collections.deque):
-        raise unsupported(subject, "loop._ready is not the deque of ready callbacks")
-    if not isinstance(getattr(loop, "_scheduled", None), list):
-        raise unsupported(subject, "loop._scheduled is not the heap of timers")
-    if not isinstance(selector.get_map(), Mapping):
-        raise unsupported(subject, "selector.get_map() is not a mapping")
-    ssock = getattr(loop, "_ssock", None)
-    if ssock is None or not callable(getattr(ssock, "fileno", None)):
-        raise unsupported(subject, "loop._ssock (its wake-up socket) is missing")
-    return selector
+    try:
+        return check_loop(loop)
+    except Missing as missing:
+        raise unsupported(f"this asyncio event loop ({_kind(loop)})", str(missing)) from None
 
 
 class AsyncioDriver(Driver):
@@ -152,25 +135,17 @@ class AsyncioDriver(Driver):
                 "virtual_time() is already active in this event loop; nest no second one"
             )
         self.loop = loop
-        self._selector: Any = _check_loop(loop)
+        self._internals, self._selector = _check_loop(loop)
         self._hooks = _shared_hooks(f"this asyncio event loop ({_kind(loop)})")
         self._real_select: Callable[[float | None], list[Any]] = self._selector.select
         self._fd_map: Mapping[int, selectors.SelectorKey] = self._selector.get_map()
-        self._own_fd: int = loop._ssock.fileno()  # type: ignore[attr-defined]
+        self._own_fd: int = wakeup_fd(loop)
         self._own_count = 1 if self._own_fd in self._fd_map else 0
         # A cheap readiness check for the common epoll case (no Python-level selector work).
-        self._peek: Callable[[float], list[Any]] | None = None
-        if type(self._selector) is selectors.EpollSelector:
-            poll = getattr(getattr(self._selector, "_selector", None), "poll", None)
-            self._peek = poll if callable(poll) else None
+        self._peek: Callable[[float], list[Any]] | None = epoll_peek(self._selector)
         self._fresh = False
         self._base_time: Callable[[], float] = loop.time
-        resolution = getattr(loop, "_clock_resolution", None)
-        self._resolution: float = (
-            resolution
-            if isinstance(resolution, float)
-            else time.get_clock_info("monotonic").resolution
-        )
+        self._resolution: float = clock_resolution(loop)
 
     # -- install / uninstall ---------------------------------------------------------------
     def install(self, stack: ExitStack) -> None:
@@ -219,7 +194,7 @@ class AsyncioDriver(Driver):
                 self._fresh = False
                 return []
             self.idle_since = None
-            if not self.loop._ready:  # type: ignore[attr-defined]
+            if not self._internals._ready:
                 self._due()
             return self._note(self._real_select(0))
         self._fresh = False
@@ -233,7 +208,7 @@ class AsyncioDriver(Driver):
         elif peek(0):  # level-triggered: the selector reports the same events again
             self.idle_since = None
             return self._note(self._real_select(0))
-        loop: Any = self.loop
+        loop = self._internals
         if loop._ready:  # a thread's call_soon_threadsafe() landed after the poll
             return []
         if self.busy and self.threads_hold():
@@ -270,7 +245,7 @@ class AsyncioDriver(Driver):
 
     def _due(self) -> None:
         """A timer is due but the loop may not see it: keep ``now + resolution > when``."""
-        scheduled: Any = self.loop._scheduled  # type: ignore[attr-defined]
+        scheduled = self._internals._scheduled
         if scheduled:
             when: float = scheduled[0].when()
             if when >= self.now + self._resolution:
@@ -314,11 +289,11 @@ class AsyncioDriver(Driver):
         ``wait``), is left alone: it ends when the tasks it waits for do. Timers due past the
         limit that would resolve a failed future are cancelled with it.
         """
-        loop: Any = self.loop
+        loop = self.loop
         waiters: dict[asyncio.Future[Any], None] = {}
         tasks = [task for task in asyncio.all_tasks(loop) if task not in self.outside]
         for task in tasks:
-            waiter = getattr(task, "_fut_waiter", None)
+            waiter = waiter_of(task)
             if (
                 isinstance(waiter, asyncio.Future)
                 and not isinstance(waiter, asyncio.Task)
@@ -333,9 +308,8 @@ class AsyncioDriver(Driver):
             waiter.set_exception(self.stuck_error())
         # A timer that would resolve a failed future (``asyncio.sleep``'s, a bare
         # ``call_later(delay, future.set_result, ...)``) would only raise InvalidStateError.
-        for handle in list(loop._scheduled):
-            callback = getattr(handle, "_callback", None)
-            targets = (getattr(callback, "__self__", None), *(getattr(handle, "_args", None) or ()))
+        for handle in list(self._internals._scheduled):
+            targets = timer_targets(handle)
             if any(isinstance(target, asyncio.Future) and target in failed for target in targets):
                 handle.cancel()
 
@@ -382,8 +356,8 @@ def _resolved_by_tasks(
     for task in tasks:
         if task.done():
             continue
-        for entry in getattr(task, "_callbacks", None) or ():
-            look(entry[0] if isinstance(entry, tuple) else entry, 3)
+        for callback in callbacks_of(task):
+            look(callback, 3)
     return found
 
 
@@ -443,13 +417,15 @@ def _make_write_hook(saved: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(saved)
     def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-        driver = _ACTIVE.get(self._loop)
-        if driver is not None:
-            driver.io.sent(self._sock_fd, time.perf_counter())
-        elif _ACTIVE:  # another loop's request: the driven loops see it among other waits
-            now = time.perf_counter()
-            for other in list(_ACTIVE.values()):
-                other.io.sent(self._sock_fd, now)
+        if _ACTIVE:
+            loop, fd = transport_loop_and_fd(self)
+            driver = _ACTIVE.get(loop)
+            if driver is not None:
+                driver.io.sent(fd, time.perf_counter())
+            else:  # another loop's request: the driven loops see it among other waits
+                now = time.perf_counter()
+                for other in list(_ACTIVE.values()):
+                    other.io.sent(fd, now)
         return saved(self, *args, **kwargs)
 
     return write
@@ -458,23 +434,13 @@ def _make_write_hook(saved: Callable[..., Any]) -> Callable[..., Any]:
 def _shared_hooks(subject: str) -> tuple[SharedPatch, ...]:
     """The process-wide hooks, each checked on every entry (a missing one is refused)."""
     try:
-        from anyio._backends._asyncio import AsyncIOBackend
-    except ImportError as exc:  # pragma: no cover - anyio is a dependency
-        raise unsupported(subject, f"anyio's asyncio backend cannot be imported ({exc})") from None
-    if not isinstance(vars(AsyncIOBackend).get("run_sync_in_worker_thread"), classmethod):
-        raise unsupported(
-            subject,
-            "anyio._backends._asyncio.AsyncIOBackend.run_sync_in_worker_thread (anyio's worker"
-            " threads) is missing",
-        )
-    transport: Any = getattr(selector_events, "_SelectorSocketTransport", None)
-    if transport is None or not callable(vars(transport).get("write")):
-        raise unsupported(
-            subject, "asyncio.selector_events._SelectorSocketTransport.write is missing"
-        )
+        anyio_backend = anyio_worker_owner()
+        transport = transport_class()
+    except Missing as missing:
+        raise unsupported(subject, str(missing)) from None
     names = [name for name in ("write", "writelines") if callable(vars(transport).get(name))]
     if not _HOOKS:
-        _HOOKS.append(SharedPatch(AsyncIOBackend, "run_sync_in_worker_thread", _make_anyio_hook))
+        _HOOKS.append(SharedPatch(anyio_backend, "run_sync_in_worker_thread", _make_anyio_hook))
         _HOOKS.extend(SharedPatch(transport, name, _make_write_hook) for name in names)
     return tuple(_HOOKS)
 

@@ -3,8 +3,8 @@
 A background thread with its own event loop (Prefect's client runs one) talking to a server,
 or asyncio's threaded child watcher waiting for a subprocess (Python 3.10 and 3.11 without a
 pidfd), does real work the loop under virtual time cannot see in its own selector. They are
-found from the threads' current frames (``sys._current_frames()``) and reported as waits in
-the form `OutsideIO.hold` takes:
+found from the threads' current frames and reported as waits in the form `OutsideIO.hold`
+takes:
 
 - another asyncio loop (a ``BaseEventLoop._run_once`` frame): while it runs callbacks or has
   ready ones, one wait named after it; while it waits in its selector, each descriptor it
@@ -12,147 +12,50 @@ the form `OutsideIO.hold` takes:
 - another trio run (a ``trio.run`` or ``unrolled_run`` frame): the same, from its runner;
 - a ``ThreadedChildWatcher`` thread (``_do_waitpid``): one wait per subprocess.
 
-Reads private names of asyncio and trio, each looked up defensively: a name that is missing
-only means that kind of wait is not seen (it then cannot hold the clock).
+This module is backend-neutral: which frames mark what, and how each loop's waits are read,
+come from `_private_asyncio`, `_private_trio` and `_private_threading` (a name missing there
+only means that kind of wait is not seen: it then cannot hold the clock).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import threading
-from asyncio import base_events
-from collections.abc import Iterator
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["other_waits", "own_wait_keys", "reads_all_the_time", "trio_waits", "trio_wakeup_fd"]
+from ._private_asyncio import RUN_ONCE_CODE, loop_waits, waitpid_code
+from ._private_threading import ACTIVE_THREADS, current_frames
+from ._private_trio import other_run_waits, run_codes
+
+__all__ = ["other_waits"]
 
 _Wait = tuple[object, object, bool]
 
-_RUN_ONCE: CodeType | None = getattr(
-    getattr(base_events.BaseEventLoop, "_run_once", None), "__code__", None
-)
 
-
-def _waitpid_code() -> CodeType | None:
-    unix_events = sys.modules.get("asyncio.unix_events")
-    watcher = getattr(unix_events, "ThreadedChildWatcher", None)
-    return getattr(getattr(watcher, "_do_waitpid", None), "__code__", None)
-
-
-def _trio_codes() -> tuple[CodeType | None, CodeType | None]:
-    """``trio.run`` (waits for I/O there) and ``unrolled_run`` (runs tasks), with ``runner``."""
-    run = sys.modules.get("trio._core._run")
-    return (
-        getattr(getattr(run, "run", None), "__code__", None),
-        getattr(getattr(run, "unrolled_run", None), "__code__", None),
-    )
-
-
-def reads_all_the_time(key: Any) -> bool:
-    """Whether an asyncio selector key belongs to a transport that reads whether or not asked.
-
-    anyio's streams pause reading between ``receive()`` calls, and raw ``sock_recv`` or
-    ``add_reader`` waits register only while waiting: for those, being registered means a
-    task is waiting. asyncio's own transports read all the time.
-    """
-    data = key.data
-    reader = data[0] if isinstance(data, tuple) and data else None
-    owner = getattr(getattr(reader, "_callback", None), "__self__", None)
-    if not isinstance(owner, asyncio.BaseTransport):
-        return False
-    protocol = owner.get_protocol()
-    return type(protocol).__module__ != "anyio._backends._asyncio"
-
-
-def trio_waits(registered: dict[Any, Any], skip: int) -> Iterator[_Wait]:
-    """(fd, token, False) for each descriptor a trio run waits on; the token is the entry.
-
-    epoll keeps one entry per descriptor while a task waits on it and drops it after; kqueue
-    keys its entries by ``(fd, filter)`` (only read and write filters wait on a descriptor).
-    ``skip`` is the run's own wake-up socket.
-    """
-    for key, entry in list(registered.items()):
-        if isinstance(key, tuple):
-            fd, kind = key
-            if kind not in _KQUEUE_IO:
-                continue
-        else:
-            fd = key
-        if isinstance(fd, int) and fd != skip:
-            yield fd, entry, False
-
-
-def _kqueue_filters() -> frozenset[int]:
-    import select
-
-    names = ("KQ_FILTER_READ", "KQ_FILTER_WRITE")
-    return frozenset(getattr(select, name) for name in names if hasattr(select, name))
-
-
-_KQUEUE_IO = _kqueue_filters()
-
-
-def own_wait_keys(wakeup_fd: int) -> frozenset[object]:
-    """The keys `trio_waits` skips as the run's own wake-up socket, on epoll and kqueue."""
-    return frozenset({wakeup_fd, *((wakeup_fd, kind) for kind in _KQUEUE_IO)})
-
-
-def trio_wakeup_fd(runner: Any) -> int:
-    """The run's own wake-up socket (``trio.from_thread`` and signals), -1 if not found."""
-    wakeup = getattr(getattr(runner, "entry_queue", None), "wakeup", None)
-    sock = getattr(wakeup, "wakeup_sock", None)
-    try:
-        return int(sock.fileno()) if sock is not None else -1
-    except (OSError, ValueError):  # pragma: no cover - closed at the end of the run
-        return -1
-
-
-def _in_selector(frame: FrameType) -> bool:
-    code = frame.f_code
-    return code.co_name == "select" and frame.f_globals.get("__name__") == "selectors"
-
-
-def _asyncio_waits(loop: Any, innermost: FrameType, name: str) -> Iterator[_Wait]:
-    if not _in_selector(innermost) or getattr(loop, "_ready", None):
-        yield f"another asyncio event loop, running in thread {name!r}", "running", False
-        return
-    selector = getattr(loop, "_selector", None)
-    ssock = getattr(loop, "_ssock", None)
-    try:
-        own = ssock.fileno() if ssock is not None else -1
-        items = list(selector.get_map().items()) if selector is not None else []
-    except (AttributeError, RuntimeError, OSError):  # closing meanwhile
-        return
-    for fd, key in items:
-        if fd != own:
-            yield fd, key, reads_all_the_time(key)
-
-
-def _trio_waits(runner: Any, innermost: FrameType, name: str) -> Iterator[_Wait]:
-    if innermost.f_code.co_name != "get_events" or getattr(runner, "runq", None):
-        yield f"another trio run, running in thread {name!r}", "running", False
-        return
-    registered = getattr(getattr(runner, "io_manager", None), "_registered", None)
-    if isinstance(registered, dict):
-        yield from trio_waits(registered, trio_wakeup_fd(runner))
-
-
-#: Per thread: (id of its innermost frame, that frame's position, what its stack runs), so a
-#: thread still blocked at the same place is not walked again (the common case). Frames are
-#: not kept: holding them would keep their locals alive.
-_seen: dict[int, tuple[int, int, str, Any]] = {}
+#: Per thread: what its stack runs (kind, payload), under a key of its innermost frame:
+#: (id, f_lasti, code, id of the caller, the caller's code), so a thread still blocked at the
+#: same place is not walked again (the common case). Frames are not kept: holding them would
+#: keep their locals alive. Why the key is sound: the codes are held (their ids cannot be
+#: reused while cached), and a live frame's caller never changes. If the innermost frame and
+#: its caller are the frames seen before, the stack is the one seen before. A freed frame's
+#: address can be reused, so a hit on a new innermost frame needs a new frame running the same
+#: code at the same instruction, called from a caller at the old caller's address running the
+#: old caller's code: if that caller is the old one, the stack from it outward is unchanged,
+#: and the innermost frame's part of the verdict (the marker's ``self``/``runner``/pid local)
+#: is what that same caller passed again. Only both frames freed and replaced at the same two
+#: addresses by frames of the same two codes could inherit a stale verdict; id and f_lasti
+#: alone (before) took any new frame at a reused address on the same instruction.
+_seen: dict[int, tuple[int, int, CodeType, int, CodeType | None, str, Any]] = {}
 
 
 def _find(innermost: FrameType) -> tuple[str, Any]:
     """What a thread's stack runs: ("asyncio", loop), ("trio", runner), ("pid", pid) or none."""
-    waitpid = _waitpid_code()
-    trio_run, trio_unrolled = _trio_codes()
+    waitpid = waitpid_code()
+    trio_run, trio_unrolled = run_codes()
     frame: FrameType | None = innermost
     while frame is not None:
         code = frame.f_code
-        if code is _RUN_ONCE:
+        if code is RUN_ONCE_CODE and code is not None:
             return "asyncio", frame.f_locals.get("self")
         if code is waitpid and waitpid is not None:
             return "pid", frame.f_locals.get("expected_pid")
@@ -169,20 +72,15 @@ def _thread_name(ident: int) -> str:
     return str(ident)  # pragma: no cover - ended meanwhile
 
 
-#: threading's table of running threads, read without its lock on the hot path (one jump);
-#: ``threading.active_count()`` where it is missing.
-_ACTIVE_THREADS: Any = getattr(threading, "_active", None)
-
-
 def other_waits(own_thread: int, own: object) -> list[_Wait]:
     """Every wait of other threads that may wake this loop (empty when there are none)."""
-    if _ACTIVE_THREADS is not None:
-        if len(_ACTIVE_THREADS) <= 1:
+    if ACTIVE_THREADS is not None:
+        if len(ACTIVE_THREADS) <= 1:
             return []
     elif threading.active_count() <= 1:  # pragma: no cover - a threading without _active
         return []
     found: list[_Wait] = []
-    frames = sys._current_frames()
+    frames = current_frames()
     # Our own frame is dropped at once: left in the dict (a local of that very frame) it
     # would make a cycle, frame -> dict -> frame, for the garbage collector on every jump.
     frames.pop(own_thread, None)
@@ -192,20 +90,36 @@ def other_waits(own_thread: int, own: object) -> list[_Wait]:
     seen_get = _seen.get
     for ident, innermost in frames.items():
         seen = seen_get(ident)
-        if seen is not None and seen[0] == id(innermost) and seen[1] == innermost.f_lasti:
-            kind = seen[2]
+        caller = innermost.f_back
+        if (
+            seen is not None
+            and seen[0] == id(innermost)
+            and seen[1] == innermost.f_lasti
+            and seen[2] is innermost.f_code
+            and seen[3] == id(caller)
+            and seen[4] is (caller.f_code if caller is not None else None)
+        ):
+            kind = seen[5]
             if not kind:
                 continue
-            payload = seen[3]
+            payload = seen[6]
         else:
             kind, payload = _find(innermost)
-            _seen[ident] = (id(innermost), innermost.f_lasti, kind, payload)
+            _seen[ident] = (
+                id(innermost),
+                innermost.f_lasti,
+                innermost.f_code,
+                id(caller),
+                caller.f_code if caller is not None else None,
+                kind,
+                payload,
+            )
         if not kind or payload is None or payload is own:
             continue
         if kind == "asyncio":
-            found.extend(_asyncio_waits(payload, innermost, _thread_name(ident)))
+            found.extend(loop_waits(payload, innermost, _thread_name(ident)))
         elif kind == "trio":
-            found.extend(_trio_waits(payload, innermost, _thread_name(ident)))
+            found.extend(other_run_waits(payload, innermost, _thread_name(ident)))
         else:
             found.append((f"a subprocess (pid {payload}) an event loop waits for", "pid", False))
     return found

@@ -23,11 +23,13 @@ the clock again at once.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
+
+from ._private_threading import JOIN_CODE, WAIT_FRAMES, current_frames
+from ._private_trio import CALLBACK_FRAMES as TRIO_CALLBACK_FRAMES
 
 __all__ = ["STALL_GRACE", "Workers"]
 
@@ -35,34 +37,12 @@ __all__ = ["STALL_GRACE", "Workers"]
 #: (longer than any hand-over between threads, short next to a hang).
 STALL_GRACE = 1.0
 
-#: Innermost frames that mean "blocked waiting for another thread": (module, function).
-_WAITS = frozenset(
-    {
-        ("threading", "wait"),  # Condition.wait, Event.wait, Barrier.wait
-        ("threading", "wait_for"),
-        ("threading", "acquire"),  # Semaphore.acquire
-        ("threading", "join"),
-        ("threading", "_wait_for_tstate_lock"),
-        ("queue", "get"),
-        ("queue", "put"),
-        ("queue", "join"),
-        ("concurrent.futures._base", "result"),
-        ("concurrent.futures._base", "exception"),
-        ("concurrent.futures._base", "wait"),
-        ("concurrent.futures._base", "as_completed"),
-    }
-)
 #: Frames of a worker that waits for the event loop it was started from: (module, function).
-_CALLBACKS = frozenset(
-    {
-        ("anyio.from_thread", "run"),
-        ("anyio.from_thread", "run_sync"),
-        ("trio._threads", "from_thread_run"),
-        ("trio._threads", "from_thread_run_sync"),
-        ("trio._threads", "_send_message_to_trio"),
-    }
+_CALLBACKS = frozenset({("anyio.from_thread", "run"), ("anyio.from_thread", "run_sync")}) | (
+    TRIO_CALLBACK_FRAMES
 )
-_JOIN_CODE = threading.Thread.join.__code__
+_WAITS = WAIT_FRAMES
+_JOIN_CODE = JOIN_CODE
 _MAX_CHAIN = 8
 
 T = TypeVar("T")
@@ -137,7 +117,7 @@ class Workers:
         if len(idents) < busy:  # a call queued or handing back: real work in flight
             self._signature = ()
             return True
-        frames = sys._current_frames()
+        frames = current_frames()
         signature: list[tuple[int, int, object, int]] = []
         for ident in idents:
             stuck = self._stuck(frames, ident, idents)

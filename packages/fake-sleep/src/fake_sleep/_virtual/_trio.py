@@ -1,27 +1,24 @@
 """trio backend: swap the run's clock for a virtual one for the duration.
 
 trio has no public way to change the clock of a running run. This driver uses the run's
-``Runner`` object (``trio._core._run.GLOBAL_RUN_CONTEXT.runner``): it sets ``clock`` and
-``clock_autojump_threshold``, and reads ``runq``, ``entry_queue.queue``,
-``entry_queue.idempotent_queue``, ``waiting_for_idle`` and the I/O manager's table of waits
-(``io_manager._registered``; where a platform's manager has none, outside I/O is not seen).
-Once a failed block is stuck, it ends each blocked task's wait through ``Task._abort_func``
-and ``Task._attempt_abort``, the way trio itself delivers KeyboardInterrupt.
-It wraps the ``start_thread_soon`` name inside ``trio._threads`` for the duration to count the
-worker threads ``trio.to_thread.run_sync`` (and so anyio) starts. The constructor checks every
-one of these before anything changes and refuses a run that lacks one with
-`VirtualClockError`. Where trio has a public way it is used: ``trio.lowlevel.add_instrument``
-to notice progress, ``current_root_task()`` to list waiting tasks, the run's ``TrioToken``.
+``Runner``: it sets ``clock`` and ``clock_autojump_threshold``, and reads what is runnable,
+what threads handed back and the I/O manager's table of waits; once a failed block is stuck,
+it ends each blocked task's wait the way trio itself delivers KeyboardInterrupt. It wraps
+``trio._threads.start_thread_soon`` for the duration to count the worker threads
+``trio.to_thread.run_sync`` (and so anyio) starts. The constructor checks every one of these
+before anything changes and refuses a run that lacks one with `VirtualClockError`. Every
+private name read (why, and what happens without it) is listed in `_private_trio`, which
+also reads them; this module uses its functions and the typed view `Runner`. Where trio has
+a public way it is used: ``trio.lowlevel.add_instrument`` to notice progress,
+``current_root_task()`` to list waiting tasks, the run's ``TrioToken``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from itertools import chain
@@ -32,8 +29,20 @@ from trio.abc import Clock, Instrument
 
 from ._driver import DEADLOCK_GRACE, THREAD_POLL, Driver, unsupported
 from ._errors import VirtualClockError
-from ._others import other_waits, own_wait_keys, trio_waits, trio_wakeup_fd
+from ._others import other_waits
 from ._patching import SharedPatch
+from ._private import Missing
+from ._private_trio import (
+    Runner,
+    abort_wait,
+    check_runner,
+    is_blocked,
+    own_wait_keys,
+    registered_waits,
+    threads_module,
+    trio_waits,
+    wakeup_fd,
+)
 from ._tasks import describe_waiters
 
 __all__ = ["TrioVirtualClock", "make_trio_driver"]
@@ -73,38 +82,20 @@ class _OffsetClock(Clock):
         return self.base.deadline_to_sleep_time(deadline - self.extra)
 
 
-def _runner() -> Any:
+def _runner() -> Runner:
     """The running trio run's Runner, after checking every attribute the driver touches."""
     try:
-        run_module: Any = importlib.import_module("trio._core._run")
-        runner = run_module.GLOBAL_RUN_CONTEXT.runner
-    except (ImportError, AttributeError):
-        raise unsupported(
-            _SUBJECT, "trio._core._run.GLOBAL_RUN_CONTEXT.runner (the running run) is missing"
-        ) from None
-    names = ("clock", "clock_autojump_threshold", "runq", "entry_queue", "waiting_for_idle")
-    for name in (*names, "io_manager"):
-        if not hasattr(runner, name):
-            raise unsupported(_SUBJECT, f"trio's Runner has no {name!r}")
-    if not isinstance(runner.runq, deque):
-        raise unsupported(_SUBJECT, "trio's Runner.runq is not the deque of runnable tasks")
-    for name in ("queue", "idempotent_queue"):
-        if not hasattr(runner.entry_queue, name):
-            raise unsupported(_SUBJECT, f"trio's Runner.entry_queue has no {name!r}")
-    if not callable(getattr(trio.lowlevel.Task, "_attempt_abort", None)):
-        raise unsupported(_SUBJECT, "trio's Task has no '_attempt_abort' (ends a stuck wait)")
-    return runner
+        return check_runner()
+    except Missing as missing:
+        raise unsupported(_SUBJECT, str(missing)) from None
 
 
 def _threads_hook() -> SharedPatch:
     """The wrapper around trio's ``start_thread_soon``, checked on every entry."""
-    threads: Any = importlib.import_module("trio._threads")
-    if not callable(getattr(threads, "start_thread_soon", None)):
-        raise unsupported(
-            _SUBJECT,
-            "trio._threads.start_thread_soon (where trio.to_thread.run_sync starts its"
-            " threads) is missing",
-        )
+    try:
+        threads = threads_module()
+    except Missing as missing:
+        raise unsupported(_SUBJECT, str(missing)) from None
     if not _HOOKS:
         _HOOKS.append(SharedPatch(threads, "start_thread_soon", _make_threads_hook))
     return _HOOKS[0]
@@ -132,13 +123,10 @@ class TrioVirtualClock(Driver, Clock):
                 "virtual_time() is already active in this trio run; nest no second one"
             )
         self._hook = _threads_hook()
-        self._runner: Any = runner
-        registered = getattr(runner.io_manager, "_registered", None)
+        self._runner: Runner = runner
         #: fd -> waiters (epoll) or (fd, filter) -> task (kqueue); None where unknown.
-        self._registered: dict[Any, Any] | None = (
-            registered if isinstance(registered, dict) else None
-        )
-        self._wakeup_fd = trio_wakeup_fd(runner)
+        self._registered: dict[Any, Any] | None = registered_waits(runner)
+        self._wakeup_fd = wakeup_fd(runner)
         #: The keys the run's own wake-up socket has in ``_registered`` (epoll: the fd;
         #: kqueue: (fd, filter)). trio's entry-queue task always waits on it, so while the
         #: table holds nothing else no task waits on I/O (`trio_waits` would yield nothing).
@@ -297,12 +285,12 @@ class TrioVirtualClock(Driver, Clock):
         """Fail the waits of the block's tasks that nothing can end (see `Driver.still_stuck`).
 
         Runs from trio's entry queue, as trio delivers KeyboardInterrupt: through the blocked
-        task's own abort function (``Task._attempt_abort``), so whatever it waited in is
+        task's own abort function (`abort_wait`), so whatever it waited in is
         undone cleanly. Only tasks with no live child task are failed; a parent goes on
         waiting for its children, and fails in a later round if it is still stuck then.
         """
         for task in list(_walk(self._root)):
-            if task in self.outside or getattr(task, "_abort_func", None) is None:
+            if task in self.outside or not is_blocked(task):
                 continue
             if any(nursery.child_tasks for nursery in task.child_nurseries):
                 continue
@@ -311,7 +299,7 @@ class TrioVirtualClock(Driver, Clock):
             def raise_error(error: BaseException = error) -> NoReturn:
                 raise error
 
-            task._attempt_abort(raise_error)
+            abort_wait(task, raise_error)
 
     def schedule_cancel(self) -> None:
         if self.scope is not None and self.scope.cancel_called:
