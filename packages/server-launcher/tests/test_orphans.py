@@ -155,7 +155,8 @@ def test_the_watchdog_ignores_the_stop_signals_and_kills_the_group_when_the_pipe
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             os.kill(watchdog.pid, sig)
         assert watchdog._proc.poll() is None  # it ignored them...
-        assert leader.poll() is None and member.poll() is None  # ...and did nothing
+        assert leader.poll() is None  # ...and did nothing
+        assert member.poll() is None
         os.close(watchdog.lifeline)  # what the kernel does when the launcher dies
         assert leader.wait(timeout=30) == -signal.SIGKILL
         assert member.wait(timeout=30) == -signal.SIGKILL
