@@ -5,8 +5,8 @@ bootstrap that makes sure no server outlives the process that launched it, is ``
 
 POSIX: the parent binds and listens and passes the socket (``--fd``); the child runs in its own
 session (its own process group). The child is the server itself, after a short bootstrap: on
-Linux it becomes a child subreaper (what it starts in other sessions stays its descendant) and
-it starts a tiny ``/bin/sh`` *watchdog* in its process group that watches the launcher's stdin
+Linux it becomes a child subreaper (what it starts in other sessions stays its descendant).
+The launcher starts a tiny ``/bin/sh`` *watchdog* beside it (``_watchdog.py``) that watches a
 pipe (EOF means the launcher died) and then kills the server's descendants and its group.
 
 Portable paths: where Linux has something better, the portable way is also written here (no
