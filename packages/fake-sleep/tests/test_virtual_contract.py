@@ -93,6 +93,77 @@ async def test_a_worker_waiting_for_a_task_that_sleeps_completes(
     assert time.perf_counter() - started < REAL_BOUND
 
 
+def _lock_acquire() -> tuple[Callable[[], bool], Callable[[], None]]:
+    lock = threading.Lock()
+    lock.acquire()
+    # The timeout only turns a regression into a failure (False) instead of a hang.
+    return lambda: lock.acquire(timeout=30), lock.release
+
+
+def _lock_with() -> tuple[Callable[[], bool], Callable[[], None]]:
+    lock = threading.Lock()
+    lock.acquire()
+    rescue = threading.Timer(30, lock.release)  # a regression fails (late) instead of hanging
+    rescue.daemon = True
+
+    def blocked() -> bool:
+        started = time.perf_counter()
+        with lock:
+            rescue.cancel()
+            return time.perf_counter() - started < 30
+
+    def release() -> None:
+        if lock.locked():  # (after a rescue the worker has it no more)
+            lock.release()
+
+    rescue.start()
+    return blocked, release
+
+
+def _condition_wait() -> tuple[Callable[[], bool], Callable[[], None]]:
+    condition = threading.Condition()
+    released: list[bool] = []
+
+    def release() -> None:
+        with condition:
+            released.append(True)
+            condition.notify_all()
+
+    def blocked() -> bool:
+        with condition:
+            return condition.wait_for(lambda: released, timeout=30)
+
+    return blocked, release
+
+
+def _semaphore_acquire() -> tuple[Callable[[], bool], Callable[[], None]]:
+    semaphore = threading.Semaphore(0)
+    return lambda: semaphore.acquire(timeout=30), semaphore.release
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_lock_acquire, _lock_with, _condition_wait, _semaphore_acquire],
+    ids=["lock-acquire", "lock-with", "condition", "semaphore"],
+)
+async def test_a_worker_waiting_on_a_lock_a_task_releases_after_a_sleep_completes(
+    make: Callable[[], tuple[Callable[[], bool], Callable[[], None]]],
+) -> None:
+    """Contract 1: a worker blocked on a lock (or condition, semaphore) lets time move."""
+    blocked, release = make()
+    async with virtual_time() as clock:
+
+        async def release_later() -> None:
+            await anyio.sleep(1)  # virtual: the clock must move for the worker to finish
+            release()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(release_later)
+            acquired = await anyio.to_thread.run_sync(blocked)
+        assert clock.time() == 1
+    assert acquired, "the worker waited 30 real seconds: the clock did not move for it"
+
+
 # -- I/O whose other end is in a child process ----------------------------------------------
 
 _ANSWER_LATER = (

@@ -23,10 +23,13 @@ the clock again at once.
 
 from __future__ import annotations
 
+import dis
+import functools
+import inspect
 import sys
 import threading
 from collections.abc import Callable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 __all__ = ["STALL_GRACE", "Workers"]
@@ -62,6 +65,12 @@ _CALLBACKS = frozenset(
         ("trio._threads", "_send_message_to_trio"),
     }
 )
+#: A plain ``lock.acquire()`` or ``with lock:`` blocks in C, with no frame of its own: it is
+#: seen as the caller's frame standing on that instruction, with a lock as the receiver.
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+_WITH_ENTRY = frozenset({"BEFORE_WITH", "SETUP_WITH"})
+_NAME_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME"})
+_ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 _JOIN_CODE = threading.Thread.join.__code__
 _MAX_CHAIN = 8
 
@@ -79,7 +88,53 @@ def _joined_thread(frame: FrameType | None) -> threading.Thread | None:
 
 
 def _waiting(frame: FrameType) -> bool:
-    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _WAITS
+    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _WAITS or _in_lock(frame)
+
+
+@functools.lru_cache(maxsize=256)
+def _instructions(code: CodeType) -> tuple[dis.Instruction, ...]:
+    return tuple(dis.get_instructions(code))
+
+
+def _in_lock(frame: FrameType) -> bool:
+    """Whether `frame` stands on ``x.acquire(...)`` or ``with x:`` where x is a threading lock.
+
+    Only the receiver is looked up (names and plain attributes, read statically: no code runs).
+    """
+    before = [op for op in _instructions(frame.f_code) if op.offset <= frame.f_lasti]
+    if not before:
+        return False
+    if before[-1].opname in _WITH_ENTRY:
+        end = len(before) - 1
+    elif "CALL" in before[-1].opname:
+        calls = [
+            index
+            for index in range(len(before) - 2, max(len(before) - 12, 0) - 1, -1)
+            if before[index].opname in _ATTR_LOADS and before[index].argval == "acquire"
+        ]
+        if not calls:
+            return False
+        end = calls[0]
+    else:
+        return False
+    attrs: list[str] = []
+    index = end - 1
+    while index >= 0 and before[index].opname in _ATTR_LOADS:
+        attrs.append(str(before[index].argval))
+        index -= 1
+    if index < 0 or before[index].opname not in _NAME_LOADS:
+        return False
+    name = str(before[index].argval)
+    try:
+        found: object = frame.f_locals[name]
+    except KeyError:
+        found = frame.f_globals.get(name)
+    for attr in reversed(attrs):
+        try:
+            found = inspect.getattr_static(found, attr)
+        except AttributeError:
+            return False
+    return isinstance(found, _LOCK_TYPES)
 
 
 def _is_callback(frame: FrameType) -> bool:
