@@ -411,6 +411,27 @@ async def test_a_livelock_of_short_sleeps_fails_after_max_jumps() -> None:
     assert block.clock.time() == 1000
 
 
+@pytest.mark.slow  # a million jumps: about 20 s real on asyncio, 90 s on trio on a busy host
+@pytest.mark.timeout(900)  # only a hang bound
+async def test_a_livelock_of_one_second_sleeps_fails_after_a_million_jumps_by_default() -> None:
+    """Contract 4: no arguments at all, short sleeps: the default jump bound (a million) ends it."""
+    block = virtual_time()
+    slept = 0
+    with pytest.raises(VirtualTimeLimitExceeded) as caught:
+        async with block:
+            while True:
+                await anyio.sleep(1)
+                slept += 1
+    message = str(caught.value)
+    assert "1000000 jumps reached max_jumps=" in message, message
+    # It names the options that raise the limit, the bundle's included.
+    assert "max_jumps=" in message.split("raise it with", 1)[1], message
+    assert "end=" in message and "virtual_clock_end" in message, message
+    # No public constant holds the default: a million one-second sleeps, a million seconds.
+    assert block.clock.time() == 1_000_000
+    assert slept == 1_000_000
+
+
 async def _sleep_then_clean_up_with_a_sleep(block: VirtualTime) -> None:
     async with block as clock:
         try:
@@ -688,6 +709,75 @@ def test_two_blocks_in_two_threads_never_go_backwards() -> None:
     for before, after in itertools.pairwise(readings):
         for earlier, later in zip(before, after, strict=True):
             assert later >= earlier, readings
+
+
+@pytest.mark.parametrize(
+    "backends", [("asyncio", "asyncio"), ("trio", "trio"), ("asyncio", "trio"), ("trio", "asyncio")]
+)
+def test_monotonic_clocks_in_two_blocks_in_two_threads_never_go_backwards(
+    backends: tuple[str, str],
+) -> None:
+    """Contract 5 for the clocks that are not shifted, and each thread's own loop clock.
+
+    ``time.monotonic`` and ``time.perf_counter`` are never patched (documented); the loop clock
+    is virtual inside a block and runs on from the virtual time reached after it. None of them
+    may go back in one thread while a block in another thread jumps, nor when a block ends.
+    """
+    first_in = threading.Event()
+    second_jumped = threading.Event()
+    first_read = threading.Event()
+    second_done = threading.Event()
+    readings: dict[str, list[tuple[float, float, float]]] = {"first": [], "second": []}
+
+    def read(thread: str) -> None:
+        readings[thread].append((time.monotonic(), time.perf_counter(), anyio.current_time()))
+
+    async def first() -> None:
+        async with virtual_time() as clock:
+            clock.advance(3600)
+            await anyio.sleep(60)
+            read("first")
+            first_in.set()
+            await anyio.to_thread.run_sync(second_jumped.wait, 30)
+            read("first")  # while the second block is active and has jumped
+            first_read.set()
+            await anyio.to_thread.run_sync(second_done.wait, 30)
+            read("first")  # after it ended
+            await anyio.sleep(60)
+            read("first")
+        read("first")  # after this block ended: the loop clock runs on, never back
+
+    async def second() -> None:
+        await anyio.to_thread.run_sync(first_in.wait, 30)
+        read("second")
+        async with virtual_time() as clock:
+            read("second")
+            clock.advance(10)
+            await anyio.sleep(7200)
+            read("second")
+            second_jumped.set()
+            await anyio.to_thread.run_sync(first_read.wait, 30)
+            await anyio.sleep(7200)
+            read("second")
+        read("second")
+        second_done.set()
+
+    threads = [
+        threading.Thread(target=anyio.run, args=(first,), kwargs={"backend": backends[0]}),
+        threading.Thread(target=anyio.run, args=(second,), kwargs={"backend": backends[1]}),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [len(readings["first"]), len(readings["second"])] == [5, 5], readings
+    for thread, taken in readings.items():
+        for before, after in itertools.pairwise(taken):
+            for earlier, later in zip(before, after, strict=True):
+                assert later >= earlier, (thread, taken)
+    # The loop clocks did move in virtual time (the blocks really jumped meanwhile).
+    assert readings["first"][-1][2] - readings["first"][0][2] >= 60
+    assert readings["second"][-1][2] - readings["second"][0][2] >= 3600
 
 
 async def test_advance_after_the_block_ended_raises() -> None:
