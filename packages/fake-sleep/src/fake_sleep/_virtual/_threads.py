@@ -8,7 +8,8 @@ Three cases would freeze time for ever, because the worker keeps the clock still
 waits for something that needs the clock to move:
 
 - the worker waits in ``threading`` (an event, lock, condition, semaphore, barrier),
-  ``queue`` or ``concurrent.futures`` for something a task releases after a virtual sleep;
+  ``queue`` or ``concurrent.futures`` for something a task releases after a virtual sleep
+  (a plain lock's C-level acquire is seen from the caller's frame: `_in_lock`);
 - the worker is blocked in ``Thread.join()`` on a plain ``threading.Thread`` (which virtual
   time does not track) while that thread itself waits, for example for such an event;
 - the worker calls back into the event loop (``anyio.from_thread.run``/``run_sync``,
