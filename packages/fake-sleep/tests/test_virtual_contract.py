@@ -93,6 +93,77 @@ async def test_a_worker_waiting_for_a_task_that_sleeps_completes(
     assert time.perf_counter() - started < REAL_BOUND
 
 
+def _lock_acquire() -> tuple[Callable[[], bool], Callable[[], None]]:
+    lock = threading.Lock()
+    lock.acquire()
+    # The timeout only turns a regression into a failure (False) instead of a hang.
+    return lambda: lock.acquire(timeout=30), lock.release
+
+
+def _lock_with() -> tuple[Callable[[], bool], Callable[[], None]]:
+    lock = threading.Lock()
+    lock.acquire()
+    rescue = threading.Timer(30, lock.release)  # a regression fails (late) instead of hanging
+    rescue.daemon = True
+
+    def blocked() -> bool:
+        started = time.perf_counter()
+        with lock:
+            rescue.cancel()
+            return time.perf_counter() - started < 30
+
+    def release() -> None:
+        if lock.locked():  # (after a rescue the worker has it no more)
+            lock.release()
+
+    rescue.start()
+    return blocked, release
+
+
+def _condition_wait() -> tuple[Callable[[], bool], Callable[[], None]]:
+    condition = threading.Condition()
+    released: list[bool] = []
+
+    def release() -> None:
+        with condition:
+            released.append(True)
+            condition.notify_all()
+
+    def blocked() -> bool:
+        with condition:
+            return condition.wait_for(lambda: released, timeout=30)
+
+    return blocked, release
+
+
+def _semaphore_acquire() -> tuple[Callable[[], bool], Callable[[], None]]:
+    semaphore = threading.Semaphore(0)
+    return lambda: semaphore.acquire(timeout=30), semaphore.release
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_lock_acquire, _lock_with, _condition_wait, _semaphore_acquire],
+    ids=["lock-acquire", "lock-with", "condition", "semaphore"],
+)
+async def test_a_worker_waiting_on_a_lock_a_task_releases_after_a_sleep_completes(
+    make: Callable[[], tuple[Callable[[], bool], Callable[[], None]]],
+) -> None:
+    """Contract 1: a worker blocked on a lock (or condition, semaphore) lets time move."""
+    blocked, release = make()
+    async with virtual_time() as clock:
+
+        async def release_later() -> None:
+            await anyio.sleep(1)  # virtual: the clock must move for the worker to finish
+            release()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(release_later)
+            acquired = await anyio.to_thread.run_sync(blocked)
+        assert clock.time() == 1
+    assert acquired, "the worker waited 30 real seconds: the clock did not move for it"
+
+
 # -- I/O whose other end is in a child process ----------------------------------------------
 
 _ANSWER_LATER = (
@@ -338,6 +409,24 @@ async def test_a_livelock_of_short_sleeps_fails_after_max_jumps() -> None:
     with pytest.raises(VirtualTimeLimitExceeded, match="max_jumps=1000"):
         await _livelock(1, block)
     assert block.clock.time() == 1000
+
+
+@pytest.mark.slow  # a million jumps: about 20 s real on asyncio, 90 s on trio on a busy host
+@pytest.mark.timeout(900)  # only a hang bound
+async def test_a_livelock_of_one_second_sleeps_fails_after_a_million_jumps_by_default() -> None:
+    """Contract 4: no arguments at all, short sleeps: the default jump bound (a million) ends it."""
+    block = virtual_time()
+    with pytest.raises(VirtualTimeLimitExceeded) as caught:
+        await _livelock(1, block)
+    message = str(caught.value)
+    assert "1000000 jumps reached max_jumps=" in message, message
+    # It names the options that raise the limit, the bundle's included.
+    raise_it = message.split("raise it with", 1)[1]
+    assert "end=" in raise_it, message
+    assert "virtual_clock_end" in raise_it, message
+    assert "max_jumps=" in raise_it, message
+    # No public constant holds the default: a million one-second sleeps, a million seconds.
+    assert block.clock.time() == 1_000_000
 
 
 async def _sleep_then_clean_up_with_a_sleep(block: VirtualTime) -> None:
@@ -617,6 +706,75 @@ def test_two_blocks_in_two_threads_never_go_backwards() -> None:
     for before, after in itertools.pairwise(readings):
         for earlier, later in zip(before, after, strict=True):
             assert later >= earlier, readings
+
+
+@pytest.mark.parametrize(
+    "backends", [("asyncio", "asyncio"), ("trio", "trio"), ("asyncio", "trio"), ("trio", "asyncio")]
+)
+def test_monotonic_clocks_in_two_blocks_in_two_threads_never_go_backwards(
+    backends: tuple[str, str],
+) -> None:
+    """Contract 5 for the clocks that are not shifted, and each thread's own loop clock.
+
+    ``time.monotonic`` and ``time.perf_counter`` are never patched (documented); the loop clock
+    is virtual inside a block and runs on from the virtual time reached after it. None of them
+    may go back in one thread while a block in another thread jumps, nor when a block ends.
+    """
+    first_in = threading.Event()
+    second_jumped = threading.Event()
+    first_read = threading.Event()
+    second_done = threading.Event()
+    readings: dict[str, list[tuple[float, float, float]]] = {"first": [], "second": []}
+
+    def read(thread: str) -> None:
+        readings[thread].append((time.monotonic(), time.perf_counter(), anyio.current_time()))
+
+    async def first() -> None:
+        async with virtual_time() as clock:
+            clock.advance(3600)
+            await anyio.sleep(60)
+            read("first")
+            first_in.set()
+            await anyio.to_thread.run_sync(second_jumped.wait, 30)
+            read("first")  # while the second block is active and has jumped
+            first_read.set()
+            await anyio.to_thread.run_sync(second_done.wait, 30)
+            read("first")  # after it ended
+            await anyio.sleep(60)
+            read("first")
+        read("first")  # after this block ended: the loop clock runs on, never back
+
+    async def second() -> None:
+        await anyio.to_thread.run_sync(first_in.wait, 30)
+        read("second")
+        async with virtual_time() as clock:
+            read("second")
+            clock.advance(10)
+            await anyio.sleep(7200)
+            read("second")
+            second_jumped.set()
+            await anyio.to_thread.run_sync(first_read.wait, 30)
+            await anyio.sleep(7200)
+            read("second")
+        read("second")
+        second_done.set()
+
+    threads = [
+        threading.Thread(target=anyio.run, args=(first,), kwargs={"backend": backends[0]}),
+        threading.Thread(target=anyio.run, args=(second,), kwargs={"backend": backends[1]}),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [len(readings["first"]), len(readings["second"])] == [5, 5], readings
+    for thread, taken in readings.items():
+        for before, after in itertools.pairwise(taken):
+            for earlier, later in zip(before, after, strict=True):
+                assert later >= earlier, (thread, taken)
+    # The loop clocks did move in virtual time (the blocks really jumped meanwhile).
+    assert readings["first"][-1][2] - readings["first"][0][2] >= 60
+    assert readings["second"][-1][2] - readings["second"][0][2] >= 3600
 
 
 async def test_advance_after_the_block_ended_raises() -> None:

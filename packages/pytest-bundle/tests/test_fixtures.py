@@ -205,6 +205,45 @@ def test_virtual_clock_end_turns_a_livelock_into_a_failure(pytester: pytest.Pyte
     assert "VirtualTimeLimitExceeded" in result.stdout.str()
 
 
+def test_a_livelock_without_virtual_clock_end_fails_and_names_the_option(
+    pytester: pytest.Pytester,
+) -> None:
+    """Contract 4 under the bundle: no virtual_clock_end anywhere, a loop of one-day sleeps."""
+    pytester.makeconftest(BOTH_BACKENDS)
+    pytester.makepyfile(
+        test_livelock="""
+        import anyio
+        import pytest
+
+        @pytest.mark.anyio
+        async def test_polls_daily_for_ever(virtual_clock):
+            while True:
+                await anyio.sleep(86400)
+
+        def test_after_it():
+            pass
+        """
+    )
+    # The timeout is only a hang bound; the default horizon (ten virtual years) ends each test.
+    result = pytester.runpytest("-p", "no:randomly", "--timeout=300", "-rf")
+    result.assert_outcomes(failed=len(BACKENDS), passed=1)
+    text = result.stdout.str()
+    assert "Timeout" not in text
+    failures = [line for line in result.outlines if line.startswith("FAILED")]
+    assert len(failures) == len(BACKENDS), result.outlines
+    assert all("test_polls_daily_for_ever" in line for line in failures), failures
+    # Each failure's report: the error, the limit it hit, and the bundle's option to raise it.
+    reported = [
+        line
+        for line in result.outlines
+        if line.startswith("E ")
+        and "fake_sleep.VirtualTimeLimitExceeded:" in line
+        and "past the default limit of ten virtual years" in line
+        and "virtual_clock_end" in line
+    ]
+    assert len(reported) == len(BACKENDS), text
+
+
 def test_virtual_clock_in_a_sync_test_is_a_clear_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

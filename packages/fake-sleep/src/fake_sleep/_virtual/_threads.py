@@ -8,7 +8,8 @@ Three cases would freeze time for ever, because the worker keeps the clock still
 waits for something that needs the clock to move:
 
 - the worker waits in ``threading`` (an event, lock, condition, semaphore, barrier),
-  ``queue`` or ``concurrent.futures`` for something a task releases after a virtual sleep;
+  ``queue`` or ``concurrent.futures`` for something a task releases after a virtual sleep
+  (a plain lock's C-level acquire is seen from the caller's frame: `_in_lock`);
 - the worker is blocked in ``Thread.join()`` on a plain ``threading.Thread`` (which virtual
   time does not track) while that thread itself waits, for example for such an event;
 - the worker calls back into the event loop (``anyio.from_thread.run``/``run_sync``,
@@ -23,9 +24,12 @@ the clock again at once.
 
 from __future__ import annotations
 
+import dis
+import functools
+import inspect
 import threading
 from collections.abc import Callable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from ._private_threading import JOIN_CODE, WAIT_FRAMES, current_frames
@@ -43,6 +47,12 @@ _CALLBACKS = frozenset({("anyio.from_thread", "run"), ("anyio.from_thread", "run
 )
 _WAITS = WAIT_FRAMES
 _JOIN_CODE = JOIN_CODE
+#: A plain ``lock.acquire()`` or ``with lock:`` blocks in C, with no frame of its own: it is
+#: seen as the caller's frame standing on that instruction, with a lock as the receiver.
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+_WITH_ENTRY = frozenset({"BEFORE_WITH", "SETUP_WITH"})
+_NAME_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME"})
+_ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 _MAX_CHAIN = 8
 
 T = TypeVar("T")
@@ -59,7 +69,53 @@ def _joined_thread(frame: FrameType | None) -> threading.Thread | None:
 
 
 def _waiting(frame: FrameType) -> bool:
-    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _WAITS
+    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _WAITS or _in_lock(frame)
+
+
+@functools.lru_cache(maxsize=256)
+def _instructions(code: CodeType) -> tuple[dis.Instruction, ...]:
+    return tuple(dis.get_instructions(code))
+
+
+def _in_lock(frame: FrameType) -> bool:
+    """Whether `frame` stands on ``x.acquire(...)`` or ``with x:`` where x is a threading lock.
+
+    Only the receiver is looked up (names and plain attributes, read statically: no code runs).
+    """
+    before = [op for op in _instructions(frame.f_code) if op.offset <= frame.f_lasti]
+    if not before:
+        return False
+    if before[-1].opname in _WITH_ENTRY:
+        end = len(before) - 1
+    elif "CALL" in before[-1].opname:
+        calls = [
+            index
+            for index in range(len(before) - 2, max(len(before) - 12, 0) - 1, -1)
+            if before[index].opname in _ATTR_LOADS and before[index].argval == "acquire"
+        ]
+        if not calls:
+            return False
+        end = calls[0]
+    else:
+        return False
+    attrs: list[str] = []
+    index = end - 1
+    while index >= 0 and before[index].opname in _ATTR_LOADS:
+        attrs.append(str(before[index].argval))
+        index -= 1
+    if index < 0 or before[index].opname not in _NAME_LOADS:
+        return False
+    name = str(before[index].argval)
+    try:
+        found: object = frame.f_locals[name]
+    except KeyError:
+        found = frame.f_globals.get(name)
+    for attr in reversed(attrs):
+        try:
+            found = inspect.getattr_static(found, attr)
+        except AttributeError:
+            return False
+    return isinstance(found, _LOCK_TYPES)
 
 
 def _is_callback(frame: FrameType) -> bool:
