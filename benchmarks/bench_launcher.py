@@ -14,9 +14,9 @@ Stop: after a random 0-0.1 s pause (uvicorn sees SIGTERM on its 0.1 s tick, and 
 spreads that phase evenly over both), SIGTERM to reaped; and, through a pidfd (Linux), how long
 after the server's own exit the stop returned.
 For the floor and ours, each round also measures, while the server runs:
-  CPU time    the CPU time the server's process tree (every process in its session) used until
-              it was ready (/proc schedstat, Linux): on a busy machine it varies far less than
-              wall time, and shows the work ours adds.
+  CPU time    the CPU time the server's process tree (every process in its session, and its
+              watchdog) used until it was ready (/proc schedstat, Linux): on a busy machine it
+              varies far less than wall time, and shows the work ours adds.
   keep-alive  the median latency of 200 ``GET /api/health`` requests on one http.client
               connection (uvicorn writes an access-log line for each: ours drains it).
   memory      after those requests, the server's process tree: RSS summed, and PSS and USS from
@@ -108,6 +108,23 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
+def _tree_pids(server_pid: int) -> list[int]:
+    """The server's session, plus its watchdog: our child in a session of its own, whose last
+    argument is the server's pid (the floor has none)."""
+    pids = _session_pids(os.getsid(server_pid))
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as children:
+            for child in children.read().split():
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                        argv = cmdline.read().split(b"\0")
+                except OSError:
+                    continue
+                if int(child) != server_pid and argv[-2:-1] == [str(server_pid).encode()]:
+                    pids.append(int(child))
+    return pids
+
+
 def _rollup(pid: int) -> tuple[int, int, int]:
     """(RSS, PSS, USS) of one process, in bytes."""
     values: dict[str, int] = {}
@@ -132,7 +149,7 @@ def _cpu_time(pid: int) -> float:
 def measure_cpu(server_pid: int, samples: Samples) -> None:
     """Right after ready: the CPU time the server's tree has used so far."""
     if HAS_SCHEDSTAT:
-        pids = _session_pids(os.getsid(server_pid))
+        pids = _tree_pids(server_pid)
         samples.cpu.append(sum(_cpu_time(pid) for pid in pids))
 
 
@@ -140,7 +157,7 @@ def measure_memory(server_pid: int, samples: Samples) -> None:
     """After the keep-alive requests: the memory of the server's tree."""
     if not HAS_SMAPS:
         return
-    pids = _session_pids(os.getsid(server_pid))
+    pids = _tree_pids(server_pid)
     rss = pss = uss = 0
     for pid in pids:
         one = _rollup(pid)
