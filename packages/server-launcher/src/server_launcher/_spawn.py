@@ -481,9 +481,9 @@ class Supervisor:
             except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the kernel
                 self._failure = self._failure or ("internal", "the server could not be reaped")
             self.returncode = proc.returncode
-            if self._watchdog is not None:
-                self._watchdog.reap(_REAP_CAP)
             self.output.wait_drained(2.0)
+            if self._watchdog is not None:  # dying since before the reap: seldom waited for
+                self._watchdog.reap(_REAP_CAP)
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
