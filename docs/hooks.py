@@ -49,6 +49,8 @@ _KINDS = {
     "float": "seconds (a positive, finite number)",
     "optional-float": "seconds (a positive number), or empty for none",
     "grace": "real seconds (a number >= 0, `inf` to always wait), or empty: fake-sleep's default",
+    "optional-jumps": "a whole number of jumps (>= 1, `inf` for none), or empty: fake-sleep's "
+    "default",
     "optional-file": "a file path (relative to the rootdir), or empty for none",
     "positive-int": "a positive whole number",
     "paths": "dotted paths, one per line or comma-separated",
@@ -67,6 +69,10 @@ def _ini_options() -> str:
         default = f"`{option.default}`" if option.default else "none"
         if option.kind == "grace" and not option.default:
             default = "none: fake-sleep's `io_grace` (10 seconds)"
+        elif option.name == "virtual_clock_end":
+            default = "none: fake-sleep's ten virtual years"
+        elif option.kind == "optional-jumps" and not option.default:
+            default = "none: fake-sleep's `max_jumps` (a million)"
         parts.append(
             f"#### `{option.name}`\n\n{option.help}\n\n"
             f"- Type: {_KINDS[option.kind]}\n"  # a new kind fails the build until described

@@ -139,7 +139,7 @@ def test_a_marked_test_that_also_asks_for_mock_anyio_sleep_is_refused(
         (
             "virtual_clock(grace=5)",
             "test_bad.py::test_it: @pytest.mark.virtual_clock: unknown option grace=; did you mean"
-            " io_grace=? It takes io_grace= and end= only.",
+            " io_grace=? It takes io_grace=, end= and max_jumps= only.",
         ),
         (
             "virtual_clock(io_grace='5')",
@@ -151,6 +151,9 @@ def test_a_marked_test_that_also_asks_for_mock_anyio_sleep_is_refused(
         ("virtual_clock(io_grace=True)", "io_grace=True is bool"),
         ("virtual_clock(end=0)", "end=0 is out of range; write end= as a number of virtual"),
         ("virtual_clock(end=float('nan'))", "end=nan is out of range"),
+        ("virtual_clock(max_jumps=0)", "max_jumps=0 is out of range; write it as a whole number"),
+        ("virtual_clock(max_jumps=2.5)", "max_jumps=2.5 is out of range"),
+        ("virtual_clock(max_jumps='9')", "max_jumps='9' is str"),
     ],
 )
 def test_bad_marker_arguments_stop_the_session_at_collection(
@@ -291,6 +294,65 @@ def test_io_grace_from_the_marker_the_ini_and_the_command_line_reaches_the_clock
         text = result.stdout.str()
         assert text.count("virtual_clock: io_grace ran out") == len(BACKENDS), text
         assert text.count(f"This test's io_grace: 0.05 s, from {source}.") == len(BACKENDS)
+
+
+# A livelock of one-second sleeps: it must fail after exactly the configured number of jumps.
+LIVELOCK_TEST = """
+import anyio
+import pytest
+
+MARK
+@pytest.mark.anyio
+async def test_livelock(virtual_clock):
+    try:
+        while True:
+            await anyio.sleep(1)
+    finally:
+        print(f"reached {virtual_clock.time():g} virtual seconds")
+"""
+
+
+@pytest.mark.parametrize(
+    ("mark", "ini", "args", "jumps"),
+    [
+        ("@pytest.mark.virtual_clock(max_jumps=30)", "virtual_clock_max_jumps = 500", [], 30),
+        ("", "virtual_clock_max_jumps = 40", [], 40),
+        ("", "virtual_clock_max_jumps = 500", ["--virtual-clock-max-jumps=50"], 50),
+    ],
+    ids=["marker", "ini", "command-line"],
+)
+def test_max_jumps_from_the_marker_the_ini_and_the_command_line_reaches_the_clock(
+    pytester: pytest.Pytester, mark: str, ini: str, args: list[str], jumps: int
+) -> None:
+    """The closest setting wins (marker over command line over ini); the failure names how to
+    raise it under the bundle."""
+    pytester.makeconftest(BOTH_BACKENDS)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_loop=LIVELOCK_TEST.replace("MARK", mark))
+    result = pytester.runpytest("-p", "no:randomly", "--timeout=120", "-s", *args)
+    result.assert_outcomes(failed=len(BACKENDS))
+    text = result.stdout.str()
+    assert text.count(f"reached {jumps} virtual seconds") == len(BACKENDS), text
+    assert f"{jumps} jumps reached max_jumps={jumps}" in text
+    assert "max_jumps= (virtual_clock_max_jumps)" in text
+
+
+@pytest.mark.parametrize("value", ["0", "2.5", "many", "-inf"])
+def test_a_bad_max_jumps_is_one_usage_error_at_start(pytester: pytest.Pytester, value: str) -> None:
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    expected = (
+        "virtual_clock_max_jumps (ini) / --virtual-clock-max-jumps (command line): expected a"
+        " whole number of jumps >= 1, such as 5000000 (inf: no limit; empty: fake-sleep's"
+        f" default, a million), got '{value}'."
+    )
+    for args, ini in (([f"--virtual-clock-max-jumps={value}"], ""), ([], value)):
+        if ini:
+            pytester.makeini(f"[pytest]\nvirtual_clock_max_jumps = {ini}\n")
+        result = pytester.runpytest(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        errors = [line for line in result.errlines if expected in line]
+        assert len(errors) == 1, result.errlines
+        assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ class _Option:
     help: str
     default: str
     # "string", "bool", "float", "optional-float", "grace" (empty, or seconds >= 0 or inf),
+    # "optional-jumps" (empty, or a whole number >= 1, or inf),
     # "positive-int", "optional-file", "paths" (dotted paths, one per line or comma-separated)
     # or "pairs" (NAME=value, one per line: values may contain commas)
     kind: str = "string"
@@ -153,9 +154,17 @@ OPTIONS: tuple[_Option, ...] = (
     ),
     _Option(
         "virtual_clock_end",
-        "Virtual seconds after which a virtual_clock test fails as a livelock (default: none).",
+        "Virtual seconds after which a virtual_clock test fails as a livelock (default: "
+        "fake-sleep's, ten virtual years).",
         "",
         "optional-float",
+    ),
+    _Option(
+        "virtual_clock_max_jumps",
+        "Jumps of virtual time after which a virtual_clock test fails as a livelock of short "
+        "sleeps (default: fake-sleep's, a million; inf for none).",
+        "",
+        "optional-jumps",
     ),
     _Option(
         "virtual_clock_io_grace",
@@ -188,6 +197,7 @@ class BundleConfig:
     sleep_clocks: tuple[str, ...]
     virtual_clock_end: float | None
     virtual_clock_io_grace: float | None
+    virtual_clock_max_jumps: float | None
     # The server's working directory (pytest's rootdir) and its TLS files (absolute, or None).
     rootdir: str | None = None
     ssl_certfile: str | None = None
@@ -334,6 +344,23 @@ def _as_grace(option: _Option, value: str | bool | list[str]) -> float | None:
             f"wait for outside I/O; empty: fake-sleep's default), got {value!r}."
         )
     return number
+
+
+def _as_jumps(option: _Option, value: str | bool | list[str]) -> float | None:
+    """Empty (fake-sleep's default), a whole number of jumps >= 1, or inf (no limit)."""
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not (number >= 1 and (math.isinf(number) or number.is_integer())):
+        raise pytest.UsageError(
+            f"{_where(option)}: expected a whole number of jumps >= 1, such as 5000000 (inf: no "
+            f"limit; empty: fake-sleep's default, a million), got {value!r}."
+        )
+    return number if math.isinf(number) else int(number)
 
 
 def _as_positive_int(option: _Option, value: str | bool | list[str]) -> int:
@@ -545,6 +572,9 @@ def read_config(config: pytest.Config) -> BundleConfig:
         ssl_keyfile=file("hosted_api_ssl_keyfile"),
         virtual_clock_io_grace=_as_grace(
             by_name["virtual_clock_io_grace"], _raw(config, by_name["virtual_clock_io_grace"])
+        ),
+        virtual_clock_max_jumps=_as_jumps(
+            by_name["virtual_clock_max_jumps"], _raw(config, by_name["virtual_clock_max_jumps"])
         ),
         given=frozenset(option.name for option in OPTIONS if _given(config, option)),
     )

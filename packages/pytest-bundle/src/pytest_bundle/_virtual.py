@@ -37,12 +37,12 @@ if TYPE_CHECKING:
 
 VIRTUAL_MARKER = "virtual_clock"
 VIRTUAL_MARKER_HELP = (
-    "virtual_clock(io_grace=None, end=None): run every async test this covers (test, class, "
-    "module) under the virtual_clock fixture; io_grace= real seconds outside I/O may hold the "
-    "clock, end= virtual seconds it may not pass (default: the ini options). Sync tests are left "
-    "alone."
+    "virtual_clock(io_grace=None, end=None, max_jumps=None): run every async test this covers "
+    "(test, class, module) under the virtual_clock fixture; io_grace= real seconds outside I/O "
+    "may hold the clock, end= virtual seconds it may not pass, max_jumps= jumps it may make "
+    "(default: the ini options). Sync tests are left alone."
 )
-_MARKER_OPTIONS = ("io_grace", "end")
+_MARKER_OPTIONS = ("io_grace", "end", "max_jumps")
 
 GRACE_SECTION = "virtual_clock: io_grace ran out"
 
@@ -120,7 +120,9 @@ def _virtual_mark_problems(mark: pytest.Mark) -> list[str]:
 
             close = difflib.get_close_matches(name, _MARKER_OPTIONS, n=1)
             hint = f"did you mean {close[0]}=? " if close else ""
-            found.append(f"unknown option {name}=; {hint}It takes io_grace= and end= only.")
+            found.append(
+                f"unknown option {name}=; {hint}It takes io_grace=, end= and max_jumps= only."
+            )
             continue
         problem = _seconds_problem(name, value)
         if problem:
@@ -129,9 +131,11 @@ def _virtual_mark_problems(mark: pytest.Mark) -> list[str]:
 
 
 def _seconds_problem(name: str, value: object) -> str | None:
-    """What is wrong with a marker's io_grace= or end= value, or None."""
+    """What is wrong with a marker's io_grace=, end= or max_jumps= value, or None."""
     if value is None:
         return None  # not set here: a farther marker's, the ini option's or fake-sleep's
+    if name == "max_jumps":
+        return _jumps_problem(value)
     what = (
         "real seconds >= 0 that outside I/O may hold the clock (math.inf: always wait)"
         if name == "io_grace"
@@ -144,6 +148,15 @@ def _seconds_problem(name: str, value: object) -> str | None:
         )
     if math.isnan(value) or value < 0 or (name == "end" and value == 0):
         return f"{name}={value!r} is out of range; write {name}= as a number of {what}."
+    return None
+
+
+def _jumps_problem(value: object) -> str | None:
+    what = "a whole number of jumps >= 1 (math.inf: no limit)"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"max_jumps={short_repr(value)} is {type(value).__name__}; write it as {what}."
+    if not (value >= 1 and (math.isinf(value) or float(value).is_integer())):
+        return f"max_jumps={value!r} is out of range; write it as {what}."
     return None
 
 

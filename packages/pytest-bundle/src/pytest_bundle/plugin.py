@@ -710,9 +710,9 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     tasks running while it runs) sees every sleep and timeout complete at once, in deadline order.
     Only for async test functions (anyio or pytest-asyncio; a sync test fails), on asyncio and
     trio. A test cannot also use ``mock_anyio_sleep``. ``@pytest.mark.virtual_clock(io_grace=...,
-    end=...)`` on the test, its class or module sets the clock's options (else the
-    ``virtual_clock_io_grace`` and ``virtual_clock_end`` options) and gives the fixture to every
-    async test it covers.
+    end=..., max_jumps=...)`` on the test, its class or module sets the clock's options (else
+    the ``virtual_clock_io_grace``, ``virtual_clock_end`` and ``virtual_clock_max_jumps``
+    options) and gives the fixture to every async test it covers.
     """
     from ._virtual import refuse_both
 
@@ -737,7 +737,12 @@ def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
         else "the virtual_clock_io_grace option"
     )
     request.node.stash[_VIRTUAL_GRACE] = (grace, source)
-    extra = {} if grace is None else {"io_grace": grace}
-    block = virtual_time(end=end, **extra)
+    max_jumps = options.get("max_jumps", bundle.virtual_clock_max_jumps)
+    given: dict[str, Any] = {"end": end}  # unset ones: fake-sleep's defaults
+    if grace is not None:
+        given["io_grace"] = grace
+    if max_jumps is not None:
+        given["max_jumps"] = max_jumps
+    block = virtual_time(**given)
     request.node.stash[_VIRTUAL] = block
     return block.clock

@@ -245,7 +245,8 @@ class Driver:
             VirtualTimeLimitExceeded(
                 f"{what}. Timers keep firing but the awaited work never completes (a"
                 " livelock), or the limit is too small for this code: raise it with end="
-                " (virtual_clock_end under pytest-bundle) or max_jumps=. Waiting tasks:\n"
+                " (virtual_clock_end under pytest-bundle) or max_jumps="
+                " (virtual_clock_max_jumps). Waiting tasks:\n"
                 f"{self.waiting_tasks()}"
             )
         )
@@ -280,8 +281,8 @@ class Driver:
             " does not move past it, and nothing else can wake this task (it is shielded from"
             " the block's cancellation, e.g. cleanup code, or a timeout or timer due past the"
             " limit); the wait fails instead of hanging. Raise the limit with end="
-            " (virtual_clock_end under pytest-bundle) or max_jumps=, or do not wait past it"
-            " in shielded code."
+            " (virtual_clock_end under pytest-bundle) or max_jumps= (virtual_clock_max_jumps),"
+            " or do not wait past it in shielded code."
         )
 
     def grace_left(self) -> float:
