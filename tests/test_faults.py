@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -136,10 +137,22 @@ def test_long(hosted_api_server):
 """
 
 
-def _server_pid(processes: Processes, pytest_pid: int) -> int:
+def _server_and_watchdog(processes: Processes, pytest_pid: int) -> tuple[int, int]:
+    """The session's one server and its watchdog: both pytest's children; the watchdog's last
+    argument is the pid of the server it watches."""
     children = processes.children_of(pytest_pid)
-    assert len(children) == 1, children
-    return children[0]
+    watchdogs = [pid for pid in children if _last_argument(pid) in {str(c) for c in children}]
+    servers = [pid for pid in children if pid not in watchdogs]
+    assert len(servers) == 1, children
+    assert len(watchdogs) == 1, children
+    return servers[0], watchdogs[0]
+
+
+def _last_argument(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 def test_ctrl_c_mid_session_stops_the_server(
@@ -147,11 +160,12 @@ def test_ctrl_c_mid_session_stops_the_server(
 ) -> None:
     pytester.makepyfile(test_slow=SLOW_SESSION)
     process = start_session_until_up(pytester)
-    server = _server_pid(processes, process.pid)
+    server, watchdog = _server_and_watchdog(processes, process.pid)
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=30)[0].decode()
     assert "KeyboardInterrupt" in output
     assert processes.wait_gone(server, 30.0), f"server {server} survived Ctrl-C"
+    assert processes.wait_gone(watchdog, 30.0), f"watchdog {watchdog} survived Ctrl-C"
 
 
 def test_sigkill_of_pytest_leaves_no_server(
@@ -159,10 +173,12 @@ def test_sigkill_of_pytest_leaves_no_server(
 ) -> None:
     pytester.makepyfile(test_slow=SLOW_SESSION)
     process = start_session_until_up(pytester)
-    server = _server_pid(processes, process.pid)
+    server, watchdog = _server_and_watchdog(processes, process.pid)
     process.kill()
     process.communicate(timeout=30)
     assert processes.wait_gone(server, 30.0), f"server {server} outlived the killed pytest"
+    # Its work done (the server's group killed), the watchdog exits too.
+    assert processes.wait_gone(watchdog, 30.0), f"watchdog {watchdog} outlived the killed pytest"
 
 
 @pytest.mark.parametrize(
