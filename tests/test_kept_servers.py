@@ -252,7 +252,8 @@ def test_second_session_adopts_the_kept_servers(project: Project) -> None:
     second = project.run_fresh()
     second.assert_outcomes(passed=2)
     assert (project.pid(), project.pid("pooled")) == (default, pooled)
-    assert project.setup_seconds() < 0.5  # far below the 2 s import: nothing was started
+    # Below the 2 s import any start needs (0.5 s was a tight bound: it failed on a busy host).
+    assert project.setup_seconds() < 2.0
     # Adoption reads the kept server's files: it imports neither the launcher nor the server.
     assert next(row[1] for row in project.rows() if row[0] == "heavy") == "-"
     second.stdout.fnmatch_lines(["*kept servers: 2 adopted, 0 started*"])
