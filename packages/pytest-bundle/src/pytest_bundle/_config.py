@@ -329,15 +329,22 @@ def _as_float(option: _Option, value: str | bool | list[str], *, optional: bool)
     return number
 
 
-def _as_grace(option: _Option, value: str | bool | list[str]) -> float | None:
-    """Empty (fake-sleep's default), or real seconds >= 0; inf always waits for outside I/O."""
+def _optional_number(value: str | bool | list[str]) -> float | None:
+    """None when empty (fake-sleep's default), NaN when not a number (the caller refuses it)."""
     text = str(value).strip()
     if not text:
         return None
     try:
-        number = float(text)
+        return float(text)
     except ValueError:
-        number = math.nan
+        return math.nan
+
+
+def _as_grace(option: _Option, value: str | bool | list[str]) -> float | None:
+    """Empty (fake-sleep's default), or real seconds >= 0; inf always waits for outside I/O."""
+    number = _optional_number(value)
+    if number is None:
+        return None
     if math.isnan(number) or number < 0:
         raise pytest.UsageError(
             f"{_where(option)}: expected a number of real seconds >= 0, such as 10 (inf: always "
@@ -348,13 +355,9 @@ def _as_grace(option: _Option, value: str | bool | list[str]) -> float | None:
 
 def _as_jumps(option: _Option, value: str | bool | list[str]) -> float | None:
     """Empty (fake-sleep's default), a whole number of jumps >= 1, or inf (no limit)."""
-    text = str(value).strip()
-    if not text:
+    number = _optional_number(value)
+    if number is None:
         return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
     if not (number >= 1 and (math.isinf(number) or number.is_integer())):
         raise pytest.UsageError(
             f"{_where(option)}: expected a whole number of jumps >= 1, such as 5000000 (inf: no "
