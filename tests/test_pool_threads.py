@@ -322,12 +322,15 @@ def _burners(count: int) -> Iterator[None]:
 
 
 # The demo app, plus: a file serving/PID while the server serves (made when its start-up is
-# complete, removed when its shutdown begins), GET /api/pid, and a lifespan shutdown that takes
-# SHUTDOWN_SLEEP seconds (an app that closes slow resources), or with SHUTDOWN_UNTIL_RELEASED set,
-# marks itself in stopping/ and waits until a test writes the file "released" (at most 100 s).
+# complete, removed when it is told to stop: uvicorn's lifespan shutdown comes only after its
+# next 0.1 s tick and its connections' close, and a new server can start before that),
+# GET /api/pid, and a lifespan shutdown that takes SHUTDOWN_SLEEP seconds (an app that closes
+# slow resources), or with SHUTDOWN_UNTIL_RELEASED set, marks itself in stopping/ and waits
+# until a test writes the file "released" (at most 100 s).
 LIFEAPP = """
 import os
 import pathlib
+import signal
 import time
 
 from server_launcher.demo import create_app as demo_app
@@ -336,6 +339,16 @@ from server_launcher.demo import create_app as demo_app
 def create_app():
     demo = demo_app()
     mark = pathlib.Path("serving") / str(os.getpid())
+
+    def told_to_stop(handler):
+        # Called by uvicorn's config.load(), after it installed its handlers: ours runs first.
+        def handle(signum, frame):
+            mark.unlink(missing_ok=True)
+            handler(signum, frame)
+        return handle
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, told_to_stop(signal.getsignal(signum)))
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -346,7 +359,7 @@ def create_app():
                     mark.touch()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    mark.unlink()
+                    mark.unlink(missing_ok=True)
                     if os.environ.get("SHUTDOWN_UNTIL_RELEASED"):
                         stopping = pathlib.Path("stopping") / str(os.getpid())
                         stopping.parent.mkdir(exist_ok=True)
