@@ -36,6 +36,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stress import burners  # the busy-loop processes of `hatch run stress:test`
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SOURCE = "packages/server-launcher/src"
@@ -51,8 +53,7 @@ FIGURES = [
 
 def worker(kind: str) -> None:
     """One contender: a round per line read from stdin, its figures as one JSON line each."""
-    sys.path.insert(0, str(HERE))
-    import bench_launcher
+    import bench_launcher  # beside this file, on sys.path as the script's folder
 
     import server_launcher
 
@@ -170,16 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 2 or args.burners < 0:
         parser.error("--rounds must be at least 2 and --burners at least 0")
-    with source_at(args.rev) as then_source, contextlib.ExitStack() as stack:
-        burners = [
-            subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", "while True: pass"], stdin=subprocess.DEVNULL
-            )
-            for _ in range(args.burners)
-        ]
-        for burner in burners:
-            stack.callback(burner.wait)
-            stack.callback(burner.kill)
+    with source_at(args.rev) as then_source, burners(args.burners):
         contenders: dict[str, Contender] = {}
         try:
             for name, kind, source in [
